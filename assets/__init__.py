@@ -1,0 +1,1 @@
+"""Thin Dagster assets by domain; algorithms live in models/."""

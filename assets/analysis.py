@@ -1,0 +1,94 @@
+"""Content analysis: transcripts, WebVTT subtitles and shots per media item."""
+
+import dagster as dg
+
+from assets.common import (
+    OWNER,
+    StreamlakeResource,
+    media_deps,
+    media_partitions,
+    media_source,
+    table_metadata,
+    write_metadata,
+)
+from models.analysis.asr import Segment, transcribe
+from models.analysis.audio import load_audio
+from models.analysis.shots import detect_shots
+from models.analysis.subtitles import to_webvtt
+from models.lake import tables
+
+
+@dg.asset(
+    partitions_def=media_partitions,
+    deps=media_deps("media_items"),
+    group_name="analysis",
+    metadata=table_metadata("transcripts"),
+    kinds={"whisper", "delta"},
+    owners=[OWNER],
+)
+def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
+    """Whisper (faster-whisper, bundled tiny.en unless configured) segments with word timings."""
+    settings, source, probed = media_source(streamlake, context.partition_key)
+    audio = load_audio(source, probed, settings.ffmpeg_timeout_s)
+    transcript = transcribe(audio, settings.whisper_model)
+    rows = [
+        {
+            "media_id": context.partition_key,
+            "segment_id": seg.segment_id,
+            "start_s": seg.start_s,
+            "end_s": seg.end_s,
+            "text": seg.text,
+            "lang": transcript.lang,
+            "words": [vars(w) for w in seg.words],
+            "model": "whisper-tiny.en" if settings.whisper_model is None else settings.whisper_model,
+        }
+        for seg in transcript.segments
+    ]
+    result = tables.replace_slice(settings, "transcripts", "media_id", context.partition_key, rows)
+    text = " ".join(seg.text for seg in transcript.segments)
+    return dg.MaterializeResult(metadata=write_metadata(result, segments=len(rows), text=text[:500]))
+
+
+@dg.asset(
+    partitions_def=media_partitions,
+    deps=media_deps("transcripts", "renditions"),
+    group_name="analysis",
+    metadata=table_metadata("subtitles"),
+    kinds={"webvtt", "delta"},
+    owners=[OWNER],
+)
+def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
+    """A WebVTT file beside the renditions, from the transcript (none where nothing was said)."""
+    settings = streamlake.settings()
+    media_id = context.partition_key
+    segments = [
+        Segment(r["segment_id"], r["start_s"], r["end_s"], r["text"])
+        for r in tables.read_table(settings, "transcripts").filter(media_id=media_id).sort("segment_id").iter_rows(named=True)
+    ]
+    rows = []
+    if segments:
+        target = settings.packaged / media_id / "hls" / "subtitles.en.vtt"
+        target.write_text(to_webvtt(segments))
+        rows = [{"media_id": media_id, "lang": "en", "format": "webvtt", "path": str(target.relative_to(settings.packaged)), "cue_count": len(segments)}]
+    result = tables.replace_slice(settings, "subtitles", "media_id", media_id, rows)
+    return dg.MaterializeResult(metadata=write_metadata(result, cues=len(segments)))
+
+
+@dg.asset(
+    partitions_def=media_partitions,
+    deps=media_deps("media_items"),
+    group_name="analysis",
+    metadata=table_metadata("shots"),
+    kinds={"pyscenedetect", "delta"},
+    owners=[OWNER],
+)
+def shots(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
+    """Shot boundaries from PySceneDetect's content detector."""
+    settings, source, probed = media_source(streamlake, context.partition_key)
+    found = detect_shots(source, probed.duration_s)
+    rows = [
+        {"media_id": context.partition_key, "detector": "pyscenedetect-content", "shot_idx": s.shot_idx, "start_s": s.start_s, "end_s": s.end_s}
+        for s in found
+    ]
+    result = tables.replace_slice(settings, "shots", "media_id", context.partition_key, rows)
+    return dg.MaterializeResult(metadata=write_metadata(result, shots=len(rows)))

@@ -1,0 +1,56 @@
+"""What every asset module shares: the media partitions, the settings resource, metadata helpers.
+
+These live here rather than in pipelines/ because asset decorators need them and imports flow
+models <- assets <- pipelines.
+"""
+
+import dagster as dg
+
+from pathlib import Path
+
+from models.lake.schemas import ALL_TABLES
+from models.lake.tables import WriteResult
+from models.media import library
+from models.media.probe import Probe, probe
+from models.settings import Settings, get_settings
+
+OWNER = "team:media-platform"
+media_partitions = dg.DynamicPartitionsDefinition(name="media")
+
+
+class StreamlakeResource(dg.ConfigurableResource):
+    """Settings for the run: the profile from the environment, optionally a different data dir."""
+
+    data_dir: str | None = None
+
+    def settings(self) -> Settings:
+        return get_settings(data_dir=self.data_dir) if self.data_dir else get_settings()
+
+
+def table_schema(name: str) -> dg.TableSchema:
+    """A lake table's columns, shown in the Dagster UI."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(field.name, str(field.type)) for field in ALL_TABLES[name].schema]
+    )
+
+
+def table_metadata(name: str) -> dict:
+    """Static asset metadata: the table's schema and description."""
+    return {"dagster/column_schema": table_schema(name), "table": name}
+
+
+def write_metadata(result: WriteResult, **extra: object) -> dict:
+    """Materialization metadata: Delta version, rows written, row count (also as dagster/row_count)."""
+    return {**result.metadata(), "dagster/row_count": result.row_count, **extra}
+
+
+def media_deps(*names: str) -> list[dg.AssetDep]:
+    """Same-partition dependencies between media assets."""
+    return [dg.AssetDep(name, partition_mapping=dg.IdentityPartitionMapping()) for name in names]
+
+
+def media_source(streamlake: StreamlakeResource, media_id: str) -> tuple[Settings, Path, Probe]:
+    """The partition's stored upload, re-probed (cheap) so every stage forces the same demuxer."""
+    settings = streamlake.settings()
+    source = library.source_file(settings.library, media_id)
+    return settings, source, probe(source)

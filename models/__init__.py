@@ -1,0 +1,1 @@
+"""Streamlake's library: pure, Dagster-free functions that the assets and the API call."""

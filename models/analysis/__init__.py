@@ -1,0 +1,1 @@
+"""Content analysis: speech to text, shot detection."""

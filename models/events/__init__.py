@@ -1,0 +1,1 @@
+"""Viewing events: simulation, validation, aggregation."""

@@ -1,0 +1,1 @@
+"""The lake: typed Delta tables and the few functions that read and write them."""

@@ -1,0 +1,228 @@
+"""Every lake table's schema and key, in one place (DESIGN §3).
+
+A table is written by exactly one asset and upserted on its key, so a re-run changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pa.Schema
+    keys: tuple[str, ...]
+    description: str
+
+
+def _spec(name: str, keys: tuple[str, ...], description: str, *fields: pa.Field) -> TableSpec:
+    return TableSpec(name, pa.schema(list(fields)), keys, description)
+
+
+f = pa.field
+
+MEDIA_ITEMS = _spec(
+    "media_items",
+    ("media_id",),
+    "One row per admitted media item, probed with ffprobe; media_id comes from the content hash.",
+    f("media_id", pa.string(), nullable=False),
+    f("source_uri", pa.string()),
+    f("sha256", pa.string()),
+    f("title", pa.string()),
+    f("description", pa.string()),
+    f("tags", pa.list_(pa.string())),
+    f("duration_s", pa.float64()),
+    f("width", pa.int32()),
+    f("height", pa.int32()),
+    f("fps", pa.float64()),
+    f("video_codec", pa.string()),
+    f("audio_codec", pa.string()),
+    f("bitrate", pa.int64()),
+    f("ingested_at", TS),
+    f("status", pa.string()),
+)
+
+QUARANTINE = _spec(
+    "quarantine",
+    ("sha256", "source_uri"),
+    "Rejected inputs with the reason; the file is moved aside under media/quarantine, never deleted.",
+    f("source_uri", pa.string(), nullable=False),
+    f("sha256", pa.string(), nullable=False),
+    f("reason", pa.string()),
+    f("quarantined_path", pa.string()),
+    f("detected_at", TS),
+)
+
+RENDITIONS = _spec(
+    "renditions",
+    ("media_id", "rung", "codec"),
+    "HLS renditions per media item and ladder rung.",
+    f("media_id", pa.string(), nullable=False),
+    f("rung", pa.string(), nullable=False),
+    f("codec", pa.string(), nullable=False),
+    f("width", pa.int32()),
+    f("height", pa.int32()),
+    f("bitrate", pa.int64()),
+    f("segment_count", pa.int32()),
+    f("duration_s", pa.float64()),
+    f("playlist_path", pa.string()),
+    f("master_path", pa.string()),
+    f("vmaf_or_psnr", pa.float64()),
+    f("encoder", pa.string()),
+    f("encode_fps", pa.float64()),
+)
+
+THUMBNAILS = _spec(
+    "thumbnails",
+    ("media_id", "kind"),
+    "Poster frames (and later trickplay sprites) per media item.",
+    f("media_id", pa.string(), nullable=False),
+    f("kind", pa.string(), nullable=False),
+    f("path", pa.string()),
+    f("width", pa.int32()),
+    f("height", pa.int32()),
+    f("time_s", pa.float64()),
+)
+
+WORD = pa.struct(
+    [f("word", pa.string()), f("start_s", pa.float64()), f("end_s", pa.float64()), f("probability", pa.float64())]
+)
+
+TRANSCRIPTS = _spec(
+    "transcripts",
+    ("media_id", "segment_id"),
+    "Speech-to-text segments with word timings.",
+    f("media_id", pa.string(), nullable=False),
+    f("segment_id", pa.int32(), nullable=False),
+    f("start_s", pa.float64()),
+    f("end_s", pa.float64()),
+    f("text", pa.string()),
+    f("lang", pa.string()),
+    f("words", pa.list_(WORD)),
+    f("model", pa.string()),
+)
+
+SUBTITLES = _spec(
+    "subtitles",
+    ("media_id", "lang", "format"),
+    "Subtitle files written beside the renditions (WebVTT).",
+    f("media_id", pa.string(), nullable=False),
+    f("lang", pa.string(), nullable=False),
+    f("format", pa.string(), nullable=False),
+    f("path", pa.string()),
+    f("cue_count", pa.int32()),
+)
+
+SHOTS = _spec(
+    "shots",
+    ("media_id", "detector", "shot_idx"),
+    "Shot boundaries per media item and detector.",
+    f("media_id", pa.string(), nullable=False),
+    f("detector", pa.string(), nullable=False),
+    f("shot_idx", pa.int32(), nullable=False),
+    f("start_s", pa.float64()),
+    f("end_s", pa.float64()),
+)
+
+USERS = _spec(
+    "users",
+    ("user_id",),
+    "Viewers with their subscription tier and country.",
+    f("user_id", pa.string(), nullable=False),
+    f("tier", pa.string()),
+    f("country", pa.string()),
+    f("device", pa.string()),
+    f("signup_ts", TS),
+)
+
+VIEW_EVENTS = _spec(
+    "view_events",
+    ("event_id",),
+    "Player events; producers are at-least-once, the table holds each event_id once.",
+    f("event_id", pa.string(), nullable=False),
+    f("user_id", pa.string()),
+    f("media_id", pa.string()),
+    f("session_id", pa.string()),
+    f("event_type", pa.string()),
+    f("position_s", pa.float64()),
+    f("ts", TS),
+    f("device", pa.string()),
+    f("tier", pa.string()),
+)
+
+HOURLY_STATS = _spec(
+    "hourly_stats",
+    ("media_id", "hour"),
+    "Views, exact unique viewers, watch time and completion rate per media item and hour.",
+    f("media_id", pa.string(), nullable=False),
+    f("hour", TS, nullable=False),
+    f("views", pa.int64()),
+    f("unique_viewers", pa.int64()),
+    f("watch_time_s", pa.float64()),
+    f("avg_watch_time_s", pa.float64()),
+    f("completion_rate", pa.float64()),
+)
+
+RECS_TOPK = _spec(
+    "recs_topk",
+    ("user_id", "rank"),
+    "Top-k recommendations per user from the champion model; user_id '*' is the cold-start list.",
+    f("user_id", pa.string(), nullable=False),
+    f("rank", pa.int32(), nullable=False),
+    f("media_id", pa.string()),
+    f("score", pa.float64()),
+    f("model_version", pa.string()),
+)
+
+RENDITION_ROW = pa.struct(
+    [
+        f("rung", pa.string()),
+        f("codec", pa.string()),
+        f("width", pa.int32()),
+        f("height", pa.int32()),
+        f("bitrate", pa.int64()),
+        f("playlist_path", pa.string()),
+    ]
+)
+SUBTITLE_ROW = pa.struct([f("lang", pa.string()), f("format", pa.string()), f("path", pa.string())])
+
+API_CATALOG = _spec(
+    "api_catalog",
+    ("media_id",),
+    "What GET /media/{id} answers: the catalog row with renditions, subtitles and poster.",
+    f("media_id", pa.string(), nullable=False),
+    f("title", pa.string()),
+    f("description", pa.string()),
+    f("tags", pa.list_(pa.string())),
+    f("duration_s", pa.float64()),
+    f("width", pa.int32()),
+    f("height", pa.int32()),
+    f("master_playlist", pa.string()),
+    f("poster", pa.string()),
+    f("renditions", pa.list_(RENDITION_ROW)),
+    f("subtitles", pa.list_(SUBTITLE_ROW)),
+    f("shot_count", pa.int32()),
+)
+
+ALL_TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        MEDIA_ITEMS,
+        QUARANTINE,
+        RENDITIONS,
+        THUMBNAILS,
+        TRANSCRIPTS,
+        SUBTITLES,
+        SHOTS,
+        USERS,
+        VIEW_EVENTS,
+        HOURLY_STATS,
+        RECS_TOPK,
+        API_CATALOG,
+    )
+}

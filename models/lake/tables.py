@@ -1,0 +1,212 @@
+"""The only code that touches lake storage: open, read, upsert, insert-new, snapshot paths.
+
+Writes are idempotent: rows already present with identical values are not rewritten, so a
+re-run commits nothing and table versions stay put. Concurrent writers that lose a Delta
+commit race are retried, then reported with the table's name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from models.lake.schemas import ALL_TABLES, TableSpec
+from models.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COMMIT_RETRIES = 8
+
+
+class SchemaMismatch(ValueError):
+    """Incoming rows do not fit a table's declared schema."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    version: int
+    rows_written: int
+    row_count: int
+
+    def metadata(self) -> dict[str, int | str]:
+        """What an asset records: the Delta version it produced and the row counts."""
+        return {
+            "table": self.table,
+            "delta_version": self.version,
+            "rows_written": self.rows_written,
+            "row_count": self.row_count,
+        }
+
+
+def table_uri(settings: Settings, name: str) -> str:
+    return f"{settings.lake_root.rstrip('/')}/{name}"
+
+
+def open_table(settings: Settings, name: str) -> DeltaTable | None:
+    """The table, or None where it has never been written."""
+    try:
+        return DeltaTable(table_uri(settings, name), storage_options=settings.storage_options)
+    except TableNotFoundError:
+        return None
+
+
+def read_table(settings: Settings, name: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """A snapshot as Polars; an empty frame with the declared schema where the table is absent."""
+    table = open_table(settings, name)
+    if table is None:
+        empty = ALL_TABLES[name].schema.empty_table()
+        frame = pl.from_arrow(empty)
+    else:
+        frame = pl.from_arrow(table.to_pyarrow_dataset().to_table(columns=columns))
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(columns) if columns else frame
+
+
+def snapshot_files(settings: Settings, name: str) -> list[str]:
+    """The data files of the current version: what Spark or DuckDB must read, and nothing else."""
+    table = open_table(settings, name)
+    return table.file_uris() if table is not None else []
+
+
+def conform(rows: pa.Table | pl.DataFrame | list[dict], spec: TableSpec) -> pa.Table:
+    """Cast incoming rows to the table's schema; a clear error names missing or extra columns."""
+    if isinstance(rows, list):
+        table = pa.Table.from_pylist(rows, schema=spec.schema)
+    elif isinstance(rows, pl.DataFrame):
+        table = rows.to_arrow()
+    else:
+        table = rows
+    expected = spec.schema.names
+    missing = [c for c in expected if c not in table.column_names]
+    extra = [c for c in table.column_names if c not in expected]
+    if missing or extra:
+        raise SchemaMismatch(f"table {spec.name}: missing columns {missing}, unexpected columns {extra}")
+    try:
+        return table.select(expected).cast(spec.schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise SchemaMismatch(f"table {spec.name}: {err}") from err
+
+
+def _row_fingerprints(frame: pl.DataFrame) -> pl.Series:
+    return frame.select(pl.struct(pl.all()).struct.json_encode().alias("fp")).to_series()
+
+
+def _changed_rows(settings: Settings, spec: TableSpec, incoming: pa.Table, keys_only: bool) -> pa.Table:
+    """Incoming rows that are new (keys_only) or differ from what the table holds."""
+    table = open_table(settings, spec.name)
+    if table is None or incoming.num_rows == 0:
+        return incoming
+    new = pl.from_arrow(incoming)
+    assert isinstance(new, pl.DataFrame)
+    key_cols = list(spec.keys)
+    existing = read_table(settings, spec.name, columns=None if not keys_only else key_cols)
+    if keys_only:
+        fresh = new.join(existing, on=key_cols, how="anti", nulls_equal=True)
+    else:
+        existing = existing.join(new.select(key_cols), on=key_cols, how="semi", nulls_equal=True)
+        known = set(_row_fingerprints(existing.select(new.columns)).to_list())
+        fresh = new.filter(~_row_fingerprints(new).is_in(list(known)))
+    return fresh.to_arrow().cast(spec.schema)
+
+
+def _with_retries(spec: TableSpec, write: callable) -> None:  # type: ignore[valid-type]
+    for attempt in range(1, COMMIT_RETRIES + 1):
+        try:
+            write()
+            return
+        except (CommitFailedError, DeltaError) as err:
+            if "conflict" not in str(err).lower() and not isinstance(err, CommitFailedError):
+                raise
+            if attempt == COMMIT_RETRIES:
+                raise RuntimeError(
+                    f"table {spec.name}: commit still conflicting after {COMMIT_RETRIES} tries: {err}"
+                ) from err
+            log.warning("table %s: commit conflict (try %d), retrying: %s", spec.name, attempt, err)
+            time.sleep(0.05 * 2**attempt)
+
+
+def _merge(settings: Settings, spec: TableSpec, rows: pa.Table, insert_only: bool) -> None:
+    uri = table_uri(settings, spec.name)
+    table = open_table(settings, spec.name)
+    if table is None:
+        try:
+            write_deltalake(uri, rows, mode="error", storage_options=settings.storage_options)
+            return
+        except (DeltaError, FileExistsError):  # another writer created it first: merge instead
+            table = open_table(settings, spec.name)
+            assert table is not None
+    predicate = " AND ".join(f"t.{k} = s.{k}" for k in spec.keys)
+    merger = table.merge(source=rows, predicate=predicate, source_alias="s", target_alias="t")
+    if not insert_only:
+        merger = merger.when_matched_update_all()
+    merger.when_not_matched_insert_all().execute()
+
+
+def _write(settings: Settings, name: str, rows: object, insert_only: bool) -> WriteResult:
+    spec = ALL_TABLES[name]
+    incoming = conform(rows, spec)  # type: ignore[arg-type]
+    duplicated = pl.from_arrow(incoming.select(list(spec.keys))).is_duplicated().any()  # type: ignore[union-attr]
+    if duplicated and not insert_only:
+        raise SchemaMismatch(f"table {name}: incoming rows repeat a key {spec.keys}")
+    if duplicated:
+        deduped = pl.from_arrow(incoming).unique(subset=list(spec.keys), keep="first", maintain_order=True)
+        incoming = deduped.to_arrow().cast(spec.schema)  # type: ignore[union-attr]
+    written = 0
+
+    def attempt() -> None:
+        nonlocal written
+        fresh = _changed_rows(settings, spec, incoming, keys_only=insert_only)
+        written = fresh.num_rows
+        if written or open_table(settings, spec.name) is None:
+            _merge(settings, spec, fresh, insert_only)
+
+    _with_retries(spec, attempt)
+    table = open_table(settings, name)
+    assert table is not None
+    count = sum(batch.num_rows for batch in table.to_pyarrow_dataset().to_batches(columns=[spec.keys[0]]))
+    return WriteResult(name, table.version(), written, count)
+
+
+def upsert(settings: Settings, name: str, rows: pa.Table | pl.DataFrame | list[dict]) -> WriteResult:
+    """Insert new keys, update changed rows, leave identical rows (and the version) alone."""
+    return _write(settings, name, rows, insert_only=False)
+
+
+def insert_new(settings: Settings, name: str, rows: pa.Table | pl.DataFrame | list[dict]) -> WriteResult:
+    """Append rows whose key the table lacks: exactly-once over at-least-once producers."""
+    return _write(settings, name, rows, insert_only=True)
+
+
+def replace_slice(
+    settings: Settings, name: str, column: str, value: str, rows: pa.Table | pl.DataFrame | list[dict]
+) -> WriteResult:
+    """Make the rows where column == value exactly these rows (e.g. one media item's shots).
+
+    Unchanged rows are left alone; rows of the slice that the new set lacks are deleted.
+    """
+    spec = ALL_TABLES[name]
+    result = upsert(settings, name, rows)
+    incoming = pl.from_arrow(conform(rows, spec)).select(spec.keys)  # type: ignore[arg-type, union-attr]
+    existing = read_table(settings, name, columns=list(spec.keys)).filter(pl.col(column) == value)
+    stale = existing.join(incoming, on=list(spec.keys), how="anti", nulls_equal=True)
+    if stale.is_empty():
+        return result
+    table = open_table(settings, name)
+    assert table is not None
+    table.delete(" OR ".join(_key_predicate(row) for row in stale.iter_rows(named=True)))
+    return WriteResult(name, table.version(), result.rows_written, result.row_count - stale.height)
+
+
+def _literal(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'" if isinstance(value, str) else str(value)
+
+
+def _key_predicate(row: dict) -> str:
+    return "(" + " AND ".join(f"{k} = {_literal(v)}" for k, v in row.items()) + ")"

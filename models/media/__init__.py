@@ -1,0 +1,1 @@
+"""Probing, transcoding and packaging media with FFmpeg (never through a shell)."""

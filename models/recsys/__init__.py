@@ -1,0 +1,1 @@
+"""Recommenders, their metrics and their MLflow packaging."""

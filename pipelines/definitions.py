@@ -1,0 +1,23 @@
+"""The Dagster code location: every asset, check, job, schedule and sensor of Streamlake."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import analysis, events, features, ingest, serving, training, transcode
+from pipelines.jobs import analytics_job, hourly_stats_job, media_job, training_job
+from pipelines.resources import resources
+from pipelines.schedules import daily_training_schedule, hourly_stats_schedule
+from pipelines.sensors import catalog_refresh_sensor, inbox_sensor
+from models.settings import apply_offline_env
+
+apply_offline_env()
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([ingest, transcode, analysis, events, features, training, serving]),
+    asset_checks=[ingest.media_items_expectations],
+    jobs=[media_job, analytics_job, hourly_stats_job, training_job],
+    schedules=[hourly_stats_schedule, daily_training_schedule],
+    sensors=[inbox_sensor, catalog_refresh_sensor],
+    resources=resources(),
+)

@@ -1,0 +1,32 @@
+"""Jobs: per-item media processing (partitioned) and the catalog-wide analytics that follow."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.common import media_partitions
+
+MEDIA_GROUPS = ("ingest", "transcode", "analysis")
+ANALYTICS_GROUPS = ("events", "features", "training", "serving")
+
+media_job = dg.define_asset_job(
+    "media_job",
+    selection=dg.AssetSelection.groups(*MEDIA_GROUPS),
+    partitions_def=media_partitions,
+    description="Ingest, transcode and analyse one media item (a partition per item).",
+)
+analytics_job = dg.define_asset_job(
+    "analytics_job",
+    selection=dg.AssetSelection.groups(*ANALYTICS_GROUPS),
+    description="Events, features, training and the published API snapshots, over the whole catalog.",
+)
+hourly_stats_job = dg.define_asset_job(
+    "hourly_stats_job",
+    selection=dg.AssetSelection.assets("view_events", "hourly_stats"),
+    description="Refresh view events and their hourly aggregates.",
+)
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.groups("features", "training", "serving"),
+    description="Daily: features, recommender training, champion selection, API snapshots.",
+)

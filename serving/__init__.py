@@ -1,0 +1,1 @@
+"""Ray Serve applications over the published lake snapshots and the MLflow champion."""
