@@ -63,13 +63,24 @@ def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource)
     media_id = context.partition_key
     segments = [
         Segment(r["segment_id"], r["start_s"], r["end_s"], r["text"])
-        for r in tables.read_table(settings, "transcripts").filter(media_id=media_id).sort("segment_id").iter_rows(named=True)
+        for r in tables.read_table(settings, "transcripts")
+        .filter(media_id=media_id)
+        .sort("segment_id")
+        .iter_rows(named=True)
     ]
     rows = []
     if segments:
         target = settings.packaged / media_id / "hls" / "subtitles.en.vtt"
         target.write_text(to_webvtt(segments))
-        rows = [{"media_id": media_id, "lang": "en", "format": "webvtt", "path": str(target.relative_to(settings.packaged)), "cue_count": len(segments)}]
+        rows = [
+            {
+                "media_id": media_id,
+                "lang": "en",
+                "format": "webvtt",
+                "path": str(target.relative_to(settings.packaged)),
+                "cue_count": len(segments),
+            }
+        ]
     result = tables.replace_slice(settings, "subtitles", "media_id", media_id, rows)
     return dg.MaterializeResult(metadata=write_metadata(result, cues=len(segments)))
 
@@ -87,7 +98,13 @@ def shots(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> 
     settings, source, probed = media_source(streamlake, context.partition_key)
     found = detect_shots(source, probed.duration_s)
     rows = [
-        {"media_id": context.partition_key, "detector": "pyscenedetect-content", "shot_idx": s.shot_idx, "start_s": s.start_s, "end_s": s.end_s}
+        {
+            "media_id": context.partition_key,
+            "detector": "pyscenedetect-content",
+            "shot_idx": s.shot_idx,
+            "start_s": s.start_s,
+            "end_s": s.end_s,
+        }
         for s in found
     ]
     result = tables.replace_slice(settings, "shots", "media_id", context.partition_key, rows)

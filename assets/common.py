@@ -4,9 +4,9 @@ These live here rather than in pipelines/ because asset decorators need them and
 models <- assets <- pipelines.
 """
 
-import dagster as dg
-
 from pathlib import Path
+
+import dagster as dg
 
 from models.lake.schemas import ALL_TABLES
 from models.lake.tables import WriteResult

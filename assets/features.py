@@ -7,7 +7,9 @@ from models.features.store import apply_and_materialize
 from models.lake import tables
 
 
-@dg.asset(group_name="features", deps=["hourly_stats", "users"], kinds={"feast", "duckdb", "sqlite"}, owners=[OWNER])
+@dg.asset(
+    group_name="features", deps=["hourly_stats", "users"], kinds={"feast", "duckdb", "sqlite"}, owners=[OWNER]
+)
 def feast_online_features(streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """`feast apply` + materialize: media hourly stats and user profiles into the online store.
 
@@ -19,4 +21,6 @@ def feast_online_features(streamlake: StreamlakeResource) -> dg.MaterializeResul
     if hours.is_empty():
         raise dg.Failure("hourly_stats is empty: materialize the events group first")
     summary = apply_and_materialize(settings, end=hours["hour"].max())
-    return dg.MaterializeResult(metadata={k: v if isinstance(v, int | float) else str(v) for k, v in summary.items()})
+    return dg.MaterializeResult(
+        metadata={k: v if isinstance(v, int | float) else str(v) for k, v in summary.items()}
+    )

@@ -61,7 +61,9 @@ def ingest(context: dg.AssetExecutionContext, streamlake: StreamlakeResource):
         }
         context.log.warning("quarantined %s (%s): %s", media_id, origin["name"], rejected)
         result = tables.upsert(settings, "quarantine", [row])
-        yield dg.MaterializeResult(asset_key="quarantine", metadata=write_metadata(result, reason=str(rejected)))
+        yield dg.MaterializeResult(
+            asset_key="quarantine", metadata=write_metadata(result, reason=str(rejected))
+        )
         return
     row = {
         "media_id": media_id,
@@ -83,7 +85,9 @@ def ingest(context: dg.AssetExecutionContext, streamlake: StreamlakeResource):
     result = tables.upsert(settings, "media_items", [row])
     yield dg.MaterializeResult(
         asset_key="media_items",
-        metadata=write_metadata(result, duration_s=probed.duration_s, resolution=f"{probed.width}x{probed.height}"),
+        metadata=write_metadata(
+            result, duration_s=probed.duration_s, resolution=f"{probed.width}x{probed.height}"
+        ),
     )
 
 
@@ -94,5 +98,9 @@ def media_items_expectations(streamlake: StreamlakeResource) -> dg.AssetCheckRes
     report = validate_media_items(frame)
     return dg.AssetCheckResult(
         passed=report.success,
-        metadata={"expectations": report.evaluated, "rows": len(frame), "failures": "\n".join(report.failures)},
+        metadata={
+            "expectations": report.evaluated,
+            "rows": len(frame),
+            "failures": "\n".join(report.failures),
+        },
     )

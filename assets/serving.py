@@ -26,7 +26,9 @@ def api_catalog(streamlake: StreamlakeResource) -> dg.MaterializeResult:
     names = ("media_items", "renditions", "thumbnails", "subtitles", "shots")
     catalog = publish.api_catalog(*(tables.read_table(settings, name) for name in names))
     published = set(catalog["media_id"].to_list())
-    withdrawn = [m for m in tables.read_table(settings, "api_catalog", ["media_id"])["media_id"] if m not in published]
+    withdrawn = [
+        m for m in tables.read_table(settings, "api_catalog", ["media_id"])["media_id"] if m not in published
+    ]
     result = tables.upsert(settings, "api_catalog", catalog)
     if withdrawn:
         tables.delete_where(settings, "api_catalog", "media_id", withdrawn)
@@ -48,8 +50,12 @@ def recs_topk(streamlake: StreamlakeResource) -> dg.MaterializeResult:
     users = interactions["user_id"].unique().sort().to_list()
     per_user = champion.recommend(users, TOP_K).with_columns(model_version=pl.lit(champion.version))
     cold = (
-        TopPop().fit(interactions).recommend([COLD_START_USER], TOP_K)
+        TopPop()
+        .fit(interactions)
+        .recommend([COLD_START_USER], TOP_K)
         .with_columns(model_version=pl.lit("toppop-cold-start"))
     )
     result = tables.upsert(settings, "recs_topk", pl.concat([per_user, cold], how="diagonal_relaxed"))
-    return dg.MaterializeResult(metadata=write_metadata(result, users=len(users), model_version=champion.version))
+    return dg.MaterializeResult(
+        metadata=write_metadata(result, users=len(users), model_version=champion.version)
+    )

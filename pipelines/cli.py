@@ -15,6 +15,8 @@ import time
 from models.settings import Settings, get_settings
 
 SAMPLES_DIR = "samples"
+# Dagster's console logger prints every step event at DEBUG; the CLI prints its own progress.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _instance(settings: Settings):  # -> dg.DagsterInstance
@@ -70,18 +72,27 @@ def materialize_all(settings: Settings, force: bool = False) -> bool:
         folder = settings.library / key if (settings.library / key).exists() else None
         name = origin(settings.library, key)["name"] if folder else "(quarantined)"
         started = time.perf_counter()
-        result = media_job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+        result = media_job.execute_in_process(
+            partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET
+        )
         status = "ok" if result.success else "FAILED"
-        held = (settings.quarantine_dir / key / "REASON.txt")
+        held = settings.quarantine_dir / key / "REASON.txt"
         if held.exists():
             status = f"quarantined: {held.read_text().strip()}"
         ok &= result.success
-        print(f"  [{i}/{len(todo)}] {key} {name}: {status} ({time.perf_counter() - started:.1f} s)", flush=True)
+        print(
+            f"  [{i}/{len(todo)}] {key} {name}: {status} ({time.perf_counter() - started:.1f} s)", flush=True
+        )
     if todo or force or not _succeeded(instance, "analytics_job"):
         started = time.perf_counter()
-        result = defs.resolve_job_def("analytics_job").execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def("analytics_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET
+        )
         ok &= result.success
-        print(f"analytics: {'ok' if result.success else 'FAILED'} ({time.perf_counter() - started:.1f} s)", flush=True)
+        print(
+            f"analytics: {'ok' if result.success else 'FAILED'} ({time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
     else:
         print("analytics: up to date", flush=True)
     return ok
@@ -111,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="streamlake", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("samples", help="build the sample library and seed the inbox")
-    for name, text in (("demo", "samples + materialize everything + summary"), ("materialize", "materialize everything")):
+    for name, text in (
+        ("demo", "samples + materialize everything + summary"),
+        ("materialize", "materialize everything"),
+    ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--force", action="store_true", help="re-run items already processed")
     commands.add_parser("summary", help="print the lake's tables and row counts")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import analysis, events, features, ingest, serving, training, transcode
+from models.settings import apply_offline_env
 from pipelines.jobs import analytics_job, hourly_stats_job, media_job, training_job
 from pipelines.resources import resources
 from pipelines.schedules import daily_training_schedule, hourly_stats_schedule
 from pipelines.sensors import catalog_refresh_sensor, inbox_sensor
-from models.settings import apply_offline_env
 
 apply_offline_env()
 

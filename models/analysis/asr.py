@@ -66,7 +66,10 @@ def transcribe(audio: np.ndarray, model_path: str | None = None, cpu_threads: in
             start_s=round(seg.start, 3),
             end_s=round(seg.end, 3),
             text=seg.text.strip(),
-            words=[Word(w.word.strip(), round(w.start, 3), round(w.end, 3), round(w.probability, 4)) for w in seg.words or []],
+            words=[
+                Word(w.word.strip(), round(w.start, 3), round(w.end, 3), round(w.probability, 4))
+                for w in seg.words or []
+            ],
         )
         for i, seg in enumerate(segments)
     ]

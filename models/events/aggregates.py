@@ -29,5 +29,7 @@ def hourly_stats(events: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("watched_s").mean().alias("avg_watch_time_s"),
             pl.col("completed").mean().alias("completion_rate"),
         )
+        # parallel sums add in any order; rounding keeps re-runs bit-identical (idempotent upserts)
+        .with_columns(pl.col("watch_time_s", "avg_watch_time_s", "completion_rate").round(6))
         .sort("media_id", "hour")
     )

@@ -65,16 +65,35 @@ def simulate_events(catalog: pl.DataFrame, users: pl.DataFrame, config: Simulati
     weights = _choice_weights(catalog, config, rng)
     media_ids = catalog["media_id"].to_list()
     durations = catalog["duration_s"].to_numpy()
-    rows: dict[str, list] = {k: [] for k in ("event_id", "user_id", "media_id", "session_id", "event_type", "position_s", "ts", "device", "tier")}
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "event_id",
+            "user_id",
+            "media_id",
+            "session_id",
+            "event_type",
+            "position_s",
+            "ts",
+            "device",
+            "tier",
+        )
+    }
     horizon_s = config.days * 86_400
     for u, user in enumerate(users.iter_rows(named=True)):
         for s in range(rng.poisson(config.sessions_per_user)):
             item = rng.choice(len(media_ids), p=weights[u])
             duration = float(durations[item])
             start = EPOCH + timedelta(seconds=float(rng.uniform(0, horizon_s)))
-            watched = duration if rng.random() < 0.45 else max(0.5, round(float(rng.beta(2, 2) * duration), 3))
+            watched = (
+                duration if rng.random() < 0.45 else max(0.5, round(float(rng.beta(2, 2) * duration), 3))
+            )
             positions = [*np.arange(0.0, watched, HEARTBEAT_S).round(3).tolist(), watched]
-            kinds = ["play", *["heartbeat"] * (len(positions) - 2), "complete" if watched >= duration else "pause"]
+            kinds = [
+                "play",
+                *["heartbeat"] * (len(positions) - 2),
+                "complete" if watched >= duration else "pause",
+            ]
             session_id = str(uuid.uuid5(NAMESPACE, f"{config.seed}:{user['user_id']}:{s}"))
             for i, (kind, position) in enumerate(zip(kinds, positions, strict=True)):
                 rows["event_id"].append(str(uuid.uuid5(NAMESPACE, f"{session_id}:{i}")))

@@ -16,9 +16,13 @@ def api_catalog(
 
     Items without a finished rendition are left out: the API never offers what cannot play.
     """
-    rungs = renditions.sort("media_id", "height").group_by("media_id", maintain_order=True).agg(
-        pl.col("master_path").first().alias("master_playlist"),
-        pl.struct("rung", "codec", "width", "height", "bitrate", "playlist_path").alias("renditions"),
+    rungs = (
+        renditions.sort("media_id", "height")
+        .group_by("media_id", maintain_order=True)
+        .agg(
+            pl.col("master_path").first().alias("master_playlist"),
+            pl.struct("rung", "codec", "width", "height", "bitrate", "playlist_path").alias("renditions"),
+        )
     )
     subs = subtitles.group_by("media_id").agg(pl.struct("lang", "format", "path").alias("subtitles"))
     posters = thumbnails.filter(kind="poster").select("media_id", pl.col("path").alias("poster"))

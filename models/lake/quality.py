@@ -47,7 +47,9 @@ def validate_media_items(frame: pd.DataFrame) -> QualityReport:
         .add_dataframe_asset("media_items")
         .add_batch_definition_whole_dataframe("snapshot")
     )
-    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(_media_items_suite(gx))
+    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
+        _media_items_suite(gx)
+    )
     failures = [
         f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column')}): "
         f"{r.result.get('unexpected_count', '?')} unexpected"

@@ -90,7 +90,12 @@ THUMBNAILS = _spec(
 )
 
 WORD = pa.struct(
-    [f("word", pa.string()), f("start_s", pa.float64()), f("end_s", pa.float64()), f("probability", pa.float64())]
+    [
+        f("word", pa.string()),
+        f("start_s", pa.float64()),
+        f("end_s", pa.float64()),
+        f("probability", pa.float64()),
+    ]
 )
 
 TRANSCRIPTS = _spec(

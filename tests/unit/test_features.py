@@ -1,0 +1,177 @@
+"""Feast over the Delta lake: online values, point-in-time joins, fresh Delta snapshots, the CLI.
+
+One small lake per module (Feast's import and first apply cost seconds); the test that rewrites
+rows gets a lake of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from models.features import store
+from models.lake.tables import upsert
+from models.settings import REPO_ROOT, Settings, get_settings
+
+
+def hour(h: int) -> datetime:
+    return datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=h)
+
+
+def stats(media_id: str, h: int, views: int, completion: float) -> dict:
+    return {
+        "media_id": media_id,
+        "hour": hour(h),
+        "views": views,
+        "unique_viewers": views // 2,
+        "watch_time_s": views * 10.0,
+        "avg_watch_time_s": 10.0,
+        "completion_rate": completion,
+    }
+
+
+HOURLY = [stats("m1", 1, 10, 0.5), stats("m1", 3, 20, 0.6), stats("m2", 2, 4, 0.1)]
+USERS = [
+    {"user_id": "u1", "tier": "free", "country": "DE", "device": "tv", "signup_ts": hour(0)},
+    {"user_id": "u2", "tier": "premium", "country": "FR", "device": "web", "signup_ts": hour(5)},
+]
+END = hour(6)
+
+
+def make_lake(data_dir: Path) -> Settings:
+    """Settings for a tmp data dir (ignoring any lake root in the environment) with both tables."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("STREAMLAKE_LAKE_ROOT", raising=False)
+        settings = get_settings(data_dir=data_dir)
+        assert settings.lake_root == str(data_dir / "lake")
+    upsert(settings, "hourly_stats", HOURLY)
+    upsert(settings, "users", USERS)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict]:
+    settings = make_lake(tmp_path_factory.mktemp("features"))
+    # ibis 12 calls DuckDB's deprecated fetch_arrow_table(), and Feast's import puts a 'once'
+    # DeprecationWarning filter in front of pytest's ignore: silence it for the first run.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "fetch_arrow_table", DeprecationWarning)
+        return settings, store.apply_and_materialize(settings, END)
+
+
+def test_materialize_summary_and_idempotent_rerun(lake: tuple[Settings, dict]) -> None:
+    settings, summary = lake
+    assert summary["materialized_views"] == ["media_hourly_stats", "user_profile"]
+    assert summary["online_entity_rows"] == {"media_hourly_stats": 2, "user_profile": 2}
+    assert Path(summary["registry_path"]).is_file()
+    assert Path(summary["registry_path"]).parent == settings.data_dir
+    again = store.apply_and_materialize(settings, END)
+    assert again == summary
+    names = sorted(v.name for v in store.feature_store(settings).list_feature_views())
+    assert names == ["media_hourly_stats", "user_profile"]
+
+
+def test_online_features_are_the_latest_rows(lake: tuple[Settings, dict]) -> None:
+    settings, _ = lake
+    online = store.online_features(settings, ["m2", "m1", "unknown"])
+    assert online.get_column("media_id").to_list() == ["m2", "m1", "unknown"]
+    assert online.row(0, named=True) == {k: v for k, v in stats("m2", 2, 4, 0.1).items() if k != "hour"}
+    assert online.row(1, named=True) == {k: v for k, v in stats("m1", 3, 20, 0.6).items() if k != "hour"}
+    assert online.row(2, named=True)["views"] is None
+    assert online.schema["views"] == pl.Int64
+
+
+def test_historical_features_are_point_in_time(lake: tuple[Settings, dict]) -> None:
+    settings, _ = lake
+    entity_df = pl.DataFrame(
+        {
+            "media_id": ["m1", "m1", "m1", "m1", "m2"],
+            "user_id": ["u1", "u2", "u1", "u1", "u2"],
+            "event_timestamp": [
+                hour(2),  # between m1's rows at 1 h and 3 h: the earlier one
+                hour(3) + timedelta(minutes=30),  # after the 3 h row
+                hour(1) - timedelta(minutes=1),  # before any row
+                hour(3) + store_ttl() + timedelta(hours=1),  # past the TTL
+                hour(6),  # u2 signed up at 5 h
+            ],
+        }
+    )
+    out = store.historical_features(settings, entity_df)
+    assert out.select("media_id", "user_id", "event_timestamp").equals(
+        entity_df.with_columns(
+            pl.col("event_timestamp").dt.cast_time_unit(out["event_timestamp"].dtype.time_unit)
+        )
+    )
+    assert out.get_column("views").to_list() == [10, 20, None, None, 4]
+    assert out.get_column("completion_rate").to_list() == [0.5, 0.6, None, None, 0.1]
+    # u2 has no profile before signing up at 5 h; u1's never expires.
+    assert out.get_column("tier").to_list() == ["free", None, "free", "free", "premium"]
+
+
+def store_ttl() -> timedelta:
+    return store.definitions_module(get_settings()).MEDIA_STATS_TTL
+
+
+def test_offline_store_reads_the_latest_delta_version(tmp_path: Path) -> None:
+    settings = make_lake(tmp_path)
+    store.apply_and_materialize(settings, END)
+    entity_df = pl.DataFrame({"media_id": ["m1"], "event_timestamp": [hour(4)]})
+    assert store.historical_features(settings, entity_df)["views"].to_list() == [20]
+
+    result = upsert(settings, "hourly_stats", [stats("m1", 3, 99, 0.9)])
+    assert (result.version, result.rows_written) == (1, 1)
+    # The trap DESIGN §6 names: the folder now holds the removed file too, so a plain parquet
+    # read sees two rows for (m1, 3 h).
+    stale = pl.read_parquet(f"{settings.lake_root}/hourly_stats/*.parquet")
+    assert stale.filter((pl.col("media_id") == "m1") & (pl.col("hour") == hour(3))).height == 2
+
+    assert store.historical_features(settings, entity_df)["views"].to_list() == [99]
+    store.apply_and_materialize(settings, END)
+    assert store.online_features(settings, ["m1"])["completion_rate"].to_list() == [0.9]
+
+
+def test_committed_yaml_is_the_default_config() -> None:
+    committed = yaml.safe_load((REPO_ROOT / "feature_repo" / "feature_store.yaml").read_text())
+    default = store.config_dict(get_settings(data_dir=REPO_ROOT / "data"))
+    for key in ("project", "provider", "offline_store", "entity_key_serialization_version"):
+        assert committed[key] == default[key], key
+    repo = REPO_ROOT / "feature_repo"
+    assert (repo / committed["registry"]["path"]).resolve() == Path(default["registry"]["path"]).resolve()
+    online = (repo / committed["online_store"]["path"]).resolve()
+    assert online == Path(default["online_store"]["path"]).resolve()
+
+
+def test_feast_cli_applies_the_repo_to_another_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    settings = get_settings(data_dir=data_dir)
+    fs_yaml = store.write_feature_store_yaml(settings, tmp_path / "feature_store.yaml")
+    env = {
+        **os.environ,
+        "STREAMLAKE_DATA_DIR": str(data_dir),
+        "FEAST_FS_YAML_FILE_PATH": str(fs_yaml),
+        "FEAST_USAGE": "False",
+    }
+    env.pop("STREAMLAKE_LAKE_ROOT", None)
+    feast = Path(sys.executable).with_name("feast")
+    done = subprocess.run(
+        [str(feast), "-c", "feature_repo", "apply"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "media_hourly_stats" in done.stdout
+    assert store.registry_path(settings).is_file()
+    views = {v.name: v for v in store.feature_store(settings).list_feature_views()}
+    assert sorted(views) == ["media_hourly_stats", "user_profile"]
+    assert views["media_hourly_stats"].batch_source.path == f"{data_dir}/lake/hourly_stats"

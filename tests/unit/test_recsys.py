@@ -1,0 +1,190 @@
+"""Recommenders, metrics and the MLflow flow on small synthetic data with a known answer."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import sparse
+
+from models.recsys.data import dataset_hash, interactions_from_events, split_per_user
+from models.recsys.itemknn import ItemKNN, shrunk_cosine
+from models.recsys.metrics import coverage, map_at_k, ndcg_at_k, precision_at_k, recall_at_k
+from models.recsys.popularity import TopPop
+from models.settings import Settings, get_settings
+
+
+def two_communities() -> pl.DataFrame:
+    """4 users watch all of A1..A4, 8 users all of B1..B4, one user watched A1 only.
+
+    TopPop pushes the (more popular) B items to A users; ItemKNN sees the communities.
+    """
+    rows = [(f"a{u}", f"A{i}") for u in range(4) for i in range(1, 5)]
+    rows += [(f"b{u}", f"B{i}") for u in range(8) for i in range(1, 5)]
+    rows += [("solo", "A1")]
+    frame = pl.DataFrame(rows, schema=["user_id", "media_id"], orient="row")
+    return frame.with_columns(weight=pl.lit(1.0), last_ts=pl.lit(datetime(2025, 1, 1, tzinfo=UTC)))
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def test_interactions_weight_sessions_plus_completions() -> None:
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    events = [
+        # u1/m1: two sessions, one completed -> 2 + 1
+        ("e1", "u1", "m1", "s1", "play", t0),
+        ("e2", "u1", "m1", "s1", "heartbeat", t0 + timedelta(seconds=10)),
+        ("e3", "u1", "m1", "s1", "complete", t0 + timedelta(seconds=20)),
+        ("e4", "u1", "m1", "s2", "play", t0 + timedelta(days=1)),
+        # u1/m2: one session of heartbeats only (its play was lost) -> 1
+        ("e5", "u1", "m2", "s3", "heartbeat", t0 + timedelta(days=2)),
+        ("e6", "u1", "m2", "s3", "heartbeat", t0 + timedelta(days=2, seconds=10)),
+    ]
+    frame = pl.DataFrame(
+        events, schema=["event_id", "user_id", "media_id", "session_id", "event_type", "ts"], orient="row"
+    ).with_columns(position_s=pl.lit(0.0), device=pl.lit("web"), tier=pl.lit("free"))
+    out = interactions_from_events(frame)
+    assert out.columns == ["user_id", "media_id", "weight", "last_ts"]
+    assert out.select("media_id", "weight").rows() == [("m1", 3.0), ("m2", 1.0)]
+    assert out["last_ts"].to_list() == [t0 + timedelta(days=1), t0 + timedelta(days=2, seconds=10)]
+
+
+def test_split_is_per_user_deterministic_and_keeps_singletons_in_train() -> None:
+    data = two_communities()
+    train, test = split_per_user(data, test_fraction=0.25, seed=7)
+    again_train, again_test = split_per_user(data.reverse(), test_fraction=0.25, seed=7)
+    assert train.equals(again_train) and test.equals(again_test)
+    assert pl.concat([train, test]).sort("user_id", "media_id").equals(data.sort("user_id", "media_id"))
+    assert test.join(train, on=["user_id", "media_id"], how="semi").is_empty()
+    assert "solo" not in test["user_id"].to_list()
+    per_user = test.group_by("user_id").len()
+    assert per_user.height == 12 and (per_user["len"] == 1).all()  # round(4 * 0.25) each
+    other = [split_per_user(data, seed=s)[1] for s in range(5)]
+    assert any(not t.sort("user_id").equals(test.sort("user_id")) for t in other)
+
+
+def test_dataset_hash_ignores_row_and_column_order() -> None:
+    data = two_communities()
+    assert dataset_hash(data) == dataset_hash(data.reverse().select(reversed(data.columns)))
+    assert dataset_hash(data) != dataset_hash(data.head(-1))
+
+
+# --- metrics: hand-computed -------------------------------------------------------------------
+
+TRUTH = pl.DataFrame({"user_id": ["u1", "u1", "u2", "u3"], "media_id": ["a", "b", "c", "d"]})
+RECS = pl.DataFrame(
+    {
+        "user_id": ["u1", "u1", "u1", "u2", "u2", "u4"],  # u3: no recs (scores 0); u4: no truth (left out)
+        "rank": [1, 2, 3, 1, 2, 1],
+        "media_id": ["a", "x", "b", "x", "c", "a"],
+    }
+)
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    # u1: hits at ranks 1 and 3 of |truth| 2; u2: hit at rank 2 of 1; u3: nothing.
+    ndcg_u1 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    ndcg_u2 = 1 / math.log2(3)
+    assert ndcg_at_k(TRUTH, RECS, k=3) == pytest.approx((ndcg_u1 + ndcg_u2) / 3)
+    assert precision_at_k(TRUTH, RECS, k=3) == pytest.approx((2 / 3 + 1 / 3) / 3)
+    assert recall_at_k(TRUTH, RECS, k=3) == pytest.approx(2 / 3)
+    assert map_at_k(TRUTH, RECS, k=3) == pytest.approx(((1 + 2 / 3) / 2 + 1 / 2) / 3)
+    # k=1: ideal DCG is over min(|truth|, 1) = 1 item, so u1's hit at rank 1 is perfect.
+    assert ndcg_at_k(TRUTH, RECS, k=1) == pytest.approx(1 / 3)
+    assert coverage(RECS, n_items=10) == pytest.approx(0.4)
+    assert ndcg_at_k(TRUTH.head(0), RECS) == 0.0
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def test_shrunk_cosine_by_hand() -> None:
+    # items 0,1 co-watched by one user; item 2 alone. |x0| = |x1| = 1.
+    seen = sparse.csr_matrix(np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    sim = shrunk_cosine(seen, neighbours=5, shrink=1.0).toarray()
+    assert sim == pytest.approx(np.array([[0, 0.5, 0], [0.5, 0, 0], [0, 0, 0]]))
+    assert shrunk_cosine(seen, neighbours=1, shrink=0.0).count_nonzero() == 2
+
+
+def test_itemknn_beats_toppop_where_communities_exist() -> None:
+    train, test = split_per_user(two_communities(), seed=7)
+    users = test["user_id"].unique().to_list()
+    knn = ItemKNN(neighbours=5, shrink=1.0).fit(train).recommend(users, k=5)
+    pop = TopPop().fit(train).recommend(users, k=5)
+    assert ndcg_at_k(test, knn, k=5) == pytest.approx(1.0)
+    # A users find their held-out A item behind four B items: 1/log2(6); B users get rank 1.
+    assert ndcg_at_k(test, pop, k=5) == pytest.approx((4 / math.log2(6) + 8) / 12)
+
+
+def test_recommend_shape_exclusion_and_cold_start() -> None:
+    train = two_communities()
+    model = ItemKNN(neighbours=5, shrink=1.0).fit(train)
+    recs = model.recommend(["a0", "stranger", "a0"], k=10)
+    assert recs.schema == pl.Schema(
+        {"user_id": pl.String, "rank": pl.Int32, "media_id": pl.String, "score": pl.Float64}
+    )
+    a0 = recs.filter(pl.col("user_id") == "a0")
+    assert a0["rank"].to_list() == [1, 2, 3, 4]  # 8 items, 4 seen: fewer than k rows
+    assert set(a0["media_id"]) == {"B1", "B2", "B3", "B4"}
+    cold = recs.filter(pl.col("user_id") == "stranger")
+    assert (
+        cold["media_id"].to_list()
+        == TopPop().fit(train).recommend(["a0"], 8, exclude_seen=False)["media_id"].to_list()
+    )
+    assert recs["user_id"].unique(maintain_order=True).to_list() == ["a0", "stranger"]
+    assert "A1" in model.recommend(["solo"], k=8, exclude_seen=False)["media_id"].to_list()
+    assert "A1" not in model.recommend(["solo"], k=8)["media_id"].to_list()
+    assert model.recommend([], k=3).is_empty()
+
+
+# --- MLflow flow ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mlflow_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One store for the flow: creating the sqlite schema costs ~2 s, so pay it once."""
+    return get_settings(data_dir=tmp_path_factory.mktemp("data"))
+
+
+def test_mlflow_train_promote_load(mlflow_settings: Settings) -> None:
+    from models.recsys import registry
+
+    settings = mlflow_settings
+    with pytest.raises(LookupError):
+        registry.load_champion(settings)
+    train, test = split_per_user(two_communities(), seed=settings.seed)
+
+    pop = registry.train_and_log(TopPop(), train, test, settings, k=5)
+    knn = registry.train_and_log(ItemKNN(neighbours=5, shrink=1.0), train, test, settings, k=5)
+    assert (pop.model_version, knn.model_version) == ("1", "2")
+    assert knn.metrics["ndcg_at_5"] > pop.metrics["ndcg_at_5"]
+    with pytest.raises(LookupError):  # the model exists now, its alias does not
+        registry.load_champion(settings)
+
+    assert registry.promote_if_better(settings, pop.model_version, metric="ndcg_at_5")  # no champion yet
+    assert registry.promote_if_better(settings, knn.model_version, metric="ndcg_at_5")
+    assert not registry.promote_if_better(settings, pop.model_version, metric="ndcg_at_5")  # worse
+    assert not registry.promote_if_better(settings, knn.model_version, metric="ndcg_at_5")  # same
+
+    champion = registry.load_champion(settings)
+    assert champion.version == knn.model_version
+    recs = champion.recommend(["a0", "stranger"], k=2)
+    assert recs.columns == ["user_id", "rank", "media_id", "score"]
+    assert recs.filter(pl.col("user_id") == "a0")["media_id"].to_list()[0].startswith("A")
+    assert recs.filter(pl.col("user_id") == "stranger")["rank"].to_list() == [1, 2]
+
+    again = registry.train_and_log(ItemKNN(neighbours=5, shrink=1.0), train, test, settings, k=5)
+    assert again.reused and again.model_version == knn.model_version and again.run_id == knn.run_id
+
+    import mlflow
+
+    run = mlflow.get_run(knn.run_id)
+    assert run.data.params["protocol"].startswith(f"per-user random 75/25, seed {settings.seed}")
+    assert run.data.params["seed"] == str(settings.seed)
+    assert len(run.data.params["dataset_hash"]) == 64
+    artifacts = mlflow.get_experiment(run.info.experiment_id).artifact_location
+    assert artifacts.startswith(settings.mlflow_artifacts.resolve().as_uri())
