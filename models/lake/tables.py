@@ -77,20 +77,21 @@ def snapshot_files(settings: Settings, name: str) -> list[str]:
 
 def conform(rows: pa.Table | pl.DataFrame | list[dict], spec: TableSpec) -> pa.Table:
     """Cast incoming rows to the table's schema; a clear error names missing or extra columns."""
-    if isinstance(rows, list):
-        table = pa.Table.from_pylist(rows, schema=spec.schema)
-    elif isinstance(rows, pl.DataFrame):
-        table = rows.to_arrow()
-    else:
-        table = rows
     expected = spec.schema.names
-    missing = [c for c in expected if c not in table.column_names]
-    extra = [c for c in table.column_names if c not in expected]
+    if isinstance(rows, list):
+        given = list(dict.fromkeys(key for row in rows for key in row)) if rows else expected
+    else:
+        given = rows.columns if isinstance(rows, pl.DataFrame) else rows.column_names
+    missing = [c for c in expected if c not in given]
+    extra = [c for c in given if c not in expected]
     if missing or extra:
         raise SchemaMismatch(f"table {spec.name}: missing columns {missing}, unexpected columns {extra}")
     try:
+        if isinstance(rows, list):
+            return pa.Table.from_pylist(rows, schema=spec.schema)
+        table = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
         return table.select(expected).cast(spec.schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
         raise SchemaMismatch(f"table {spec.name}: {err}") from err
 
 
