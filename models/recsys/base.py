@@ -48,6 +48,11 @@ class Recommender(ABC):
         )
         return self
 
+    @property
+    def known_users(self) -> frozenset[str]:
+        """Users seen in training; anyone else is a cold start."""
+        return frozenset(self._users["user_id"].to_list())
+
     @abstractmethod
     def _score(self, seen: sparse.csr_matrix) -> np.ndarray:
         """Dense scores (len(block) x n_items) for a block of users' train rows."""

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,6 +56,11 @@ class Champion:
     version: str
     model: Any = field(repr=False)
 
+    @property
+    def known_users(self) -> frozenset[str]:
+        """Users the champion was fitted on: the API sends everyone else to the cold-start list."""
+        return self.model.unwrap_python_model().recommender.known_users
+
     def recommend(self, user_ids: list[str], k: int) -> pl.DataFrame:
         """Top-k per user (user_id, rank, media_id, score), unknown users get popular items."""
         request = pd.DataFrame({"user_id": user_ids, "k": np.full(len(user_ids), k, dtype=np.int64)})
@@ -77,15 +86,30 @@ def evaluate(model: Recommender, train: pl.DataFrame, test: pl.DataFrame, k: int
     }
 
 
-def _client(settings: Settings) -> MlflowClient:
-    """Point the fluent API and a client at the settings' store (sqlite under data_dir locally)."""
+@contextmanager
+def _tracking(settings: Settings) -> Iterator[MlflowClient]:
+    """Point MLflow (fluent API and a client) at the settings' store for one block, then restore.
+
+    mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into the environment, which Settings
+    reads as an override: left in place, one lake's store would leak into the next Settings.
+    """
     import mlflow
 
     if settings.mlflow_uri.startswith("sqlite:"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
-    return mlflow.MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
+    try:
+        yield mlflow.MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or saved["MLFLOW_TRACKING_URI"])
 
 
 def _experiment_id(client: MlflowClient, settings: Settings) -> str:
@@ -123,50 +147,50 @@ def train_and_log(
 
     from models.recsys.pyfunc import SIGNATURE, RecommenderModel
 
-    client = _client(settings)
-    train_hash, test_hash = dataset_hash(train), dataset_hash(test)
-    data_hash = hashlib.sha256(f"{train_hash}:{test_hash}".encode()).hexdigest()
-    stated = protocol(test_fraction, settings.seed)
-    params = {
-        "model": model.name,
-        **{f"model.{key}": value for key, value in model.params().items()},
-        **(extra_params or {}),
-        "k": k,
-        "seed": settings.seed,
-        "protocol": stated,
-        "dataset_hash": data_hash,
-    }
-    fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
-    existing = _reusable_version(client, settings.registered_model, fingerprint)
-    if existing is not None:
-        run = client.get_run(existing.run_id)
-        return TrainedRun(existing.run_id, str(existing.version), dict(run.data.metrics), reused=True)
+    with _tracking(settings) as client:
+        train_hash, test_hash = dataset_hash(train), dataset_hash(test)
+        data_hash = hashlib.sha256(f"{train_hash}:{test_hash}".encode()).hexdigest()
+        stated = protocol(test_fraction, settings.seed)
+        params = {
+            "model": model.name,
+            **{f"model.{key}": value for key, value in model.params().items()},
+            **(extra_params or {}),
+            "k": k,
+            "seed": settings.seed,
+            "protocol": stated,
+            "dataset_hash": data_hash,
+        }
+        fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+        existing = _reusable_version(client, settings.registered_model, fingerprint)
+        if existing is not None:
+            run = client.get_run(existing.run_id)
+            return TrainedRun(existing.run_id, str(existing.version), dict(run.data.metrics), reused=True)
 
-    model.fit(train)
-    scores = evaluate(model, train, test, k)
-    with mlflow.start_run(experiment_id=_experiment_id(client, settings), run_name=model.name) as run:
-        mlflow.log_params(
-            {
-                **params,
-                "train_hash": train_hash,
-                "test_hash": test_hash,
-                "train_rows": train.height,
-                "test_rows": test.height,
-            }
+        model.fit(train)
+        scores = evaluate(model, train, test, k)
+        with mlflow.start_run(experiment_id=_experiment_id(client, settings), run_name=model.name) as run:
+            mlflow.log_params(
+                {
+                    **params,
+                    "train_hash": train_hash,
+                    "test_hash": test_hash,
+                    "train_rows": train.height,
+                    "test_rows": test.height,
+                }
+            )
+            mlflow.set_tags({"protocol": stated, "dataset_hash": data_hash, "model": model.name})
+            mlflow.log_metrics(scores)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=RecommenderModel(model),
+                signature=SIGNATURE,
+                input_example=pd.DataFrame({"user_id": train["user_id"].head(1).to_list(), "k": [k]}),
+                pip_requirements=[f"{dist}=={installed_version(dist)}" for dist in REQUIREMENTS],
+            )
+        version = _register(
+            client, settings.registered_model, info, {FINGERPRINT_TAG: fingerprint, "dataset_hash": data_hash}
         )
-        mlflow.set_tags({"protocol": stated, "dataset_hash": data_hash, "model": model.name})
-        mlflow.log_metrics(scores)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=RecommenderModel(model),
-            signature=SIGNATURE,
-            input_example=pd.DataFrame({"user_id": train["user_id"].head(1).to_list(), "k": [k]}),
-            pip_requirements=[f"{dist}=={installed_version(dist)}" for dist in REQUIREMENTS],
-        )
-    version = _register(
-        client, settings.registered_model, info, {FINGERPRINT_TAG: fingerprint, "dataset_hash": data_hash}
-    )
-    return TrainedRun(run.info.run_id, version, scores)
+        return TrainedRun(run.info.run_id, version, scores)
 
 
 def _register(client: MlflowClient, name: str, info: Any, tags: dict[str, str]) -> str:
@@ -209,16 +233,16 @@ def promote_if_better(settings: Settings, version: str, metric: str = "ndcg_at_1
 
     Ties keep the current champion: a re-trained equal model is no reason to flip serving.
     """
-    client = _client(settings)
-    name = settings.registered_model
-    candidate = _version_metric(client, name, version, metric)
-    current = _champion_version(client, name)
-    if current is not None and (
-        current == version or candidate <= _version_metric(client, name, current, metric)
-    ):
-        return False
-    client.set_registered_model_alias(name, CHAMPION, version)
-    return True
+    with _tracking(settings) as client:
+        name = settings.registered_model
+        candidate = _version_metric(client, name, version, metric)
+        current = _champion_version(client, name)
+        if current is not None and (
+            current == version or candidate <= _version_metric(client, name, current, metric)
+        ):
+            return False
+        client.set_registered_model_alias(name, CHAMPION, version)
+        return True
 
 
 def load_champion(settings: Settings) -> Champion:
@@ -229,9 +253,23 @@ def load_champion(settings: Settings) -> Champion:
     """
     import mlflow
 
-    client = _client(settings)
-    name = settings.registered_model
-    version = _champion_version(client, name)
-    if version is None:
-        raise LookupError(f"registered model {name!r} has no {CHAMPION!r} alias at {settings.mlflow_uri}")
-    return Champion(version, mlflow.pyfunc.load_model(f"models:/{name}/{version}"))
+    with _tracking(settings) as client:
+        name = settings.registered_model
+        version = _champion_version(client, name)
+        if version is None:
+            raise LookupError(f"registered model {name!r} has no {CHAMPION!r} alias at {settings.mlflow_uri}")
+        return Champion(version, mlflow.pyfunc.load_model(f"models:/{name}/{version}"))
+
+
+def champion_version(settings: Settings) -> str | None:
+    """The version behind `champion`, or None: a cheap probe, unlike loading the model.
+
+    A local sqlite store that does not exist yet means nothing is registered; the probe does not
+    create it (creating the store is training's job, not the API's).
+    """
+    uri = settings.mlflow_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None
+    from mlflow import MlflowClient
+
+    return _champion_version(MlflowClient(uri, uri), settings.registered_model)

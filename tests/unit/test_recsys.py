@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -180,11 +181,13 @@ def test_mlflow_train_promote_load(mlflow_settings: Settings) -> None:
     again = registry.train_and_log(ItemKNN(neighbours=5, shrink=1.0), train, test, settings, k=5)
     assert again.reused and again.model_version == knn.model_version and again.run_id == knn.run_id
 
-    import mlflow
+    from mlflow import MlflowClient
 
-    run = mlflow.get_run(knn.run_id)
+    client = MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
+    run = client.get_run(knn.run_id)
     assert run.data.params["protocol"].startswith(f"per-user random 75/25, seed {settings.seed}")
     assert run.data.params["seed"] == str(settings.seed)
     assert len(run.data.params["dataset_hash"]) == 64
-    artifacts = mlflow.get_experiment(run.info.experiment_id).artifact_location
+    artifacts = client.get_experiment(run.info.experiment_id).artifact_location
     assert artifacts.startswith(settings.mlflow_artifacts.resolve().as_uri())
+    assert "MLFLOW_TRACKING_URI" not in os.environ, "the registry must not leak its store into the env"

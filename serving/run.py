@@ -1,0 +1,57 @@
+"""`python -m serving.run`: start Ray (or join RAY_ADDRESS), start Serve, run the API until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import ray
+from ray import serve
+
+from models.settings import OFFLINE_ENV, REPO_ROOT, Settings, get_settings
+from serving.app import APP_NAME, RELOAD_INTERVAL_S, build_app
+
+# A request still unanswered after this long gets a 408 from the proxy instead of hanging.
+REQUEST_TIMEOUT_S = 30.0
+
+
+def runtime_env() -> dict[str, Any]:
+    """Workers import this checkout's packages (installed or not) and keep the no-network env."""
+    path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"env_vars": {**OFFLINE_ENV, "PYTHONPATH": os.pathsep.join(path)}}
+
+
+def http_options(settings: Settings) -> dict[str, Any]:
+    return {"host": settings.serve_host, "port": settings.serve_port, "request_timeout_s": REQUEST_TIMEOUT_S}
+
+
+def start(settings: Settings, reload_interval_s: float = RELOAD_INTERVAL_S) -> str:
+    """Serve the API on settings' host and port in the already initialised Ray; returns its URL."""
+    serve.start(http_options=http_options(settings))
+    serve.run(build_app(settings, reload_interval_s), name=APP_NAME, route_prefix="/")
+    return f"http://{settings.serve_host}:{settings.serve_port}"
+
+
+def main() -> None:
+    settings = get_settings()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` shuts down as cleanly as Ctrl-C
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, runtime_env=runtime_env())
+    else:
+        ray.init(runtime_env=runtime_env(), include_dashboard=False)
+    try:
+        url = start(settings)
+        print(f"Streamlake API at {url} (OpenAPI docs at {url}/docs); Ctrl-C stops it.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
