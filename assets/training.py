@@ -23,6 +23,7 @@ def _train(streamlake: StreamlakeResource, model: Recommender) -> dg.Output[str]
             "mlflow_run_id": run.run_id,
             "model_version": run.model_version,
             **{name: round(value, 4) for name, value in run.metrics.items()},
+            "dagster/row_count": interactions.height,
             "train_rows": train.height,
             "test_rows": test.height,
             "seed": settings.seed,

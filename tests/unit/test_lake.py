@@ -95,3 +95,28 @@ def test_write_result_metadata_names_the_version(lake: Settings) -> None:
 def test_unexpected_columns_are_named(lake: Settings) -> None:
     with pytest.raises(SchemaMismatch, match=r"unexpected columns \['colour'\]"):
         tables.upsert(lake, "shots", [{**_shots(1)[0], "colour": "red"}])
+
+
+def test_media_items_suite_flags_implausible_rows() -> None:
+    import pandas as pd
+
+    from models.lake.quality import validate_media_items
+
+    good = {"media_id": "0123456789abcdef", "duration_s": 4.0, "width": 640, "height": 360, "fps": 25.0}
+    frame = pd.DataFrame(
+        [
+            {**good, "video_codec": "h264"},
+            {**good, "media_id": "0123456789abcdef", "duration_s": -1.0, "video_codec": "h264"},
+            {**good, "media_id": "../etc", "width": 99_999, "video_codec": None},
+        ]
+    )
+    report = validate_media_items(frame)
+    assert not report.success
+    failed = {line.split(":")[0] for line in report.failures}
+    assert failed == {
+        "expect_column_values_to_be_unique(media_id)",
+        "expect_column_values_to_match_regex(media_id)",
+        "expect_column_values_to_be_between(duration_s)",
+        "expect_column_values_to_be_between(width)",
+        "expect_column_values_to_not_be_null(video_codec)",
+    }
