@@ -77,8 +77,8 @@ def _ffprobe(path: Path, demuxer: str) -> dict[str, Any]:
     ]  # fmt: skip
     try:
         return json.loads(tools.run(args, timeout_s=PROBE_TIMEOUT_S))
-    except tools.FFmpegFailed as err:
-        raise MediaRejected(f"unreadable media: {err}") from err
+    except tools.FFmpegFailed as err:  # the reason names the problem, not where we keep the file
+        raise MediaRejected(f"unreadable media: {str(err).replace(f'{path}: ', '')}") from err
 
 
 def _rate(text: str | None) -> float:
