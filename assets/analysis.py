@@ -2,15 +2,7 @@
 
 import dagster as dg
 
-from assets.common import (
-    OWNER,
-    StreamlakeResource,
-    media_deps,
-    media_partitions,
-    media_source,
-    table_metadata,
-    write_metadata,
-)
+from assets.common import StreamlakeResource, media_asset, media_source, write_metadata
 from models.analysis.asr import Segment, transcribe
 from models.analysis.audio import load_audio
 from models.analysis.shots import detect_shots
@@ -18,14 +10,7 @@ from models.analysis.subtitles import to_webvtt
 from models.lake import tables
 
 
-@dg.asset(
-    partitions_def=media_partitions,
-    deps=media_deps("media_items"),
-    group_name="analysis",
-    metadata=table_metadata("transcripts"),
-    kinds={"whisper", "delta"},
-    owners=[OWNER],
-)
+@media_asset("analysis", {"whisper"})
 def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """Whisper (faster-whisper, bundled tiny.en unless configured) segments with word timings."""
     settings, source, probed = media_source(streamlake, context.partition_key)
@@ -49,14 +34,7 @@ def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResourc
     return dg.MaterializeResult(metadata=write_metadata(result, segments=len(rows), text=text[:500]))
 
 
-@dg.asset(
-    partitions_def=media_partitions,
-    deps=media_deps("transcripts", "renditions"),
-    group_name="analysis",
-    metadata=table_metadata("subtitles"),
-    kinds={"webvtt", "delta"},
-    owners=[OWNER],
-)
+@media_asset("analysis", {"webvtt"}, upstream=("transcripts", "renditions"))
 def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """A WebVTT file beside the renditions, from the transcript (none where nothing was said)."""
     settings = streamlake.settings()
@@ -85,14 +63,7 @@ def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource)
     return dg.MaterializeResult(metadata=write_metadata(result, cues=len(segments)))
 
 
-@dg.asset(
-    partitions_def=media_partitions,
-    deps=media_deps("media_items"),
-    group_name="analysis",
-    metadata=table_metadata("shots"),
-    kinds={"pyscenedetect", "delta"},
-    owners=[OWNER],
-)
+@media_asset("analysis", {"pyscenedetect"})
 def shots(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """Shot boundaries from PySceneDetect's content detector."""
     settings, source, probed = media_source(streamlake, context.partition_key)

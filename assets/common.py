@@ -4,7 +4,9 @@ These live here rather than in pipelines/ because asset decorators need them and
 models <- assets <- pipelines.
 """
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -44,13 +46,34 @@ def write_metadata(result: WriteResult, **extra: object) -> dict:
     return {**result.metadata(), "dagster/row_count": result.row_count, **extra}
 
 
-def media_deps(*names: str) -> list[dg.AssetDep]:
-    """Same-partition dependencies between media assets."""
-    return [dg.AssetDep(name, partition_mapping=dg.IdentityPartitionMapping()) for name in names]
+def table_asset(
+    group: str, kinds: set[str], deps: Sequence[str | dg.AssetDep] = (), partitioned: bool = False
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """An asset that owns the lake table of its own name: schema shown in the UI, owner, kinds."""
+
+    def wrap(fn: Callable[..., Any]) -> dg.AssetsDefinition:
+        return dg.asset(
+            partitions_def=media_partitions if partitioned else None,
+            deps=list(deps),
+            group_name=group,
+            metadata=table_metadata(fn.__name__),
+            kinds={*kinds, "delta"},
+            owners=[OWNER],
+        )(fn)
+
+    return wrap
+
+
+def media_asset(
+    group: str, kinds: set[str], upstream: Sequence[str] = ("media_items",)
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """A per-item table asset, depending on the same partition of its upstream assets."""
+    deps = [dg.AssetDep(name, partition_mapping=dg.IdentityPartitionMapping()) for name in upstream]
+    return table_asset(group, kinds, deps, partitioned=True)
 
 
 def media_source(streamlake: StreamlakeResource, media_id: str) -> tuple[Settings, Path, Probe]:
     """The partition's stored upload, re-probed (cheap) so every stage forces the same demuxer."""
     settings = streamlake.settings()
-    source = library.source_file(settings.library, media_id)
+    source = library.inside(settings.library, library.source_file(settings.library, media_id))
     return settings, source, probe(source)

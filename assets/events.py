@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.common import OWNER, StreamlakeResource, table_metadata, write_metadata
+from assets.common import StreamlakeResource, table_asset, write_metadata
 from models.events.aggregates import hourly_stats as aggregate_hourly
 from models.events.simulator import SimulationConfig, simulate_events, simulate_users
 from models.lake import tables
@@ -18,20 +18,14 @@ def _config(params: SimulationParams) -> SimulationConfig:
     return SimulationConfig(n_users=params.n_users, days=params.days, seed=params.seed)
 
 
-@dg.asset(group_name="events", metadata=table_metadata("users"), kinds={"delta"}, owners=[OWNER])
+@table_asset("events", set())
 def users(streamlake: StreamlakeResource, config: SimulationParams) -> dg.MaterializeResult:
     """Simulated viewers (tier, country, device), deterministic for the seed."""
     result = tables.upsert(streamlake.settings(), "users", simulate_users(_config(config)))
     return dg.MaterializeResult(metadata=write_metadata(result, seed=config.seed))
 
 
-@dg.asset(
-    group_name="events",
-    deps=["media_items", "users"],
-    metadata=table_metadata("view_events"),
-    kinds={"polars", "delta"},
-    owners=[OWNER],
-)
+@table_asset("events", {"polars"}, deps=["media_items", "users"])
 def view_events(streamlake: StreamlakeResource, config: SimulationParams) -> dg.MaterializeResult:
     """Player events over the catalog; inserted once per event_id however often producers resend."""
     settings = streamlake.settings()
@@ -42,13 +36,7 @@ def view_events(streamlake: StreamlakeResource, config: SimulationParams) -> dg.
     return dg.MaterializeResult(metadata=write_metadata(result, generated=events.height, seed=config.seed))
 
 
-@dg.asset(
-    group_name="events",
-    deps=["view_events"],
-    metadata=table_metadata("hourly_stats"),
-    kinds={"polars", "delta"},
-    owners=[OWNER],
-)
+@table_asset("events", {"polars"}, deps=["view_events"])
 def hourly_stats(streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """Views, exact unique viewers, watch time and completion rate per title and hour (Polars)."""
     settings = streamlake.settings()

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from assets.common import OWNER, StreamlakeResource, table_metadata, write_metadata
+from assets.common import StreamlakeResource, table_asset, write_metadata
 from models.lake import publish, tables
 from models.recsys.data import interactions_from_events
 from models.recsys.popularity import TopPop
@@ -13,13 +13,7 @@ TOP_K = 20
 COLD_START_USER = "*"
 
 
-@dg.asset(
-    group_name="serving",
-    deps=["media_items", "renditions", "thumbnails", "subtitles", "shots"],
-    metadata=table_metadata("api_catalog"),
-    kinds={"polars", "delta"},
-    owners=[OWNER],
-)
+@table_asset("serving", {"polars"}, deps=["media_items", "renditions", "thumbnails", "subtitles", "shots"])
 def api_catalog(streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """What GET /media/{id} answers: playable items with renditions, subtitles, poster, shots."""
     settings = streamlake.settings()
@@ -35,13 +29,7 @@ def api_catalog(streamlake: StreamlakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=write_metadata(result, withdrawn=len(withdrawn)))
 
 
-@dg.asset(
-    group_name="serving",
-    deps=["champion_model", "view_events"],
-    metadata=table_metadata("recs_topk"),
-    kinds={"mlflow", "delta"},
-    owners=[OWNER],
-)
+@table_asset("serving", {"mlflow"}, deps=["champion_model", "view_events"])
 def recs_topk(streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """Top-k per known user from the champion, plus the cold-start list under user_id '*'."""
     settings = streamlake.settings()

@@ -2,27 +2,12 @@
 
 import dagster as dg
 
-from assets.common import (
-    OWNER,
-    StreamlakeResource,
-    media_deps,
-    media_partitions,
-    media_source,
-    table_metadata,
-    write_metadata,
-)
+from assets.common import StreamlakeResource, media_asset, media_source, write_metadata
 from models.lake import tables
 from models.media.hls import package_hls, poster
 
 
-@dg.asset(
-    partitions_def=media_partitions,
-    deps=media_deps("media_items"),
-    group_name="transcode",
-    metadata=table_metadata("renditions"),
-    kinds={"ffmpeg", "hls", "delta"},
-    owners=[OWNER],
-)
+@media_asset("transcode", {"ffmpeg", "hls"})
 def renditions(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """H.264 fMP4 HLS renditions with a master playlist (thin ladder: one 360p rung, never upscaled)."""
     settings, source, probed = media_source(streamlake, context.partition_key)
@@ -67,14 +52,7 @@ def renditions(context: dg.AssetExecutionContext, streamlake: StreamlakeResource
     )
 
 
-@dg.asset(
-    partitions_def=media_partitions,
-    deps=media_deps("media_items"),
-    group_name="transcode",
-    metadata=table_metadata("thumbnails"),
-    kinds={"ffmpeg", "delta"},
-    owners=[OWNER],
-)
+@media_asset("transcode", {"ffmpeg"})
 def thumbnails(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """A poster frame per media item, taken at 10% of the running time."""
     settings, source, probed = media_source(streamlake, context.partition_key)

@@ -36,7 +36,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         clone = Path(scratch) / "streamlake"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        (clone.parent / "shared").mkdir(exist_ok=True)
         install_s, _ = _timed(["make", "install"], clone)
         demo_s, first = _timed(["make", "demo"], clone)
         rerun_s, second = _timed(["make", "demo"], clone)
