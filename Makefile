@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := ffmpeg espeak-ng
-export DAGSTER_HOME := $(CURDIR)/data/dagster
+DATA_DIR := $(or $(STREAMLAKE_DATA_DIR),$(CURDIR)/data)
+export DAGSTER_HOME := $(DATA_DIR)/dagster
 PYTEST_ARGS ?= -m "not slow and not gpu and not cluster"
 
 .PHONY: install system-deps demo materialize test test-slow lint dev serve mlflow bench clean lock
@@ -55,7 +56,7 @@ serve: install
 	$(BIN)/python -m serving.run
 
 mlflow: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/data/mlflow.db --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri $(or $(MLFLOW_TRACKING_URI),sqlite:///$(DATA_DIR)/mlflow.db) --host 127.0.0.1 --port 5000
 
 bench: install
 	@for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
@@ -67,4 +68,4 @@ lock:
 	/tmp/streamlake-lock/bin/pip freeze --exclude-editable | grep -v '^streamlake' > requirements.lock
 
 clean:
-	rm -rf data
+	rm -rf $(DATA_DIR)

@@ -29,7 +29,7 @@ def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResourc
         }
         for seg in transcript.segments
     ]
-    result = tables.replace_slice(settings, "transcripts", "media_id", context.partition_key, rows)
+    result = tables.replace_rows(settings, "transcripts", rows, where=("media_id", context.partition_key))
     text = " ".join(seg.text for seg in transcript.segments)
     return dg.MaterializeResult(metadata=write_metadata(result, segments=len(rows), text=text[:500]))
 
@@ -59,7 +59,7 @@ def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource)
                 "cue_count": len(segments),
             }
         ]
-    result = tables.replace_slice(settings, "subtitles", "media_id", media_id, rows)
+    result = tables.replace_rows(settings, "subtitles", rows, where=("media_id", media_id))
     return dg.MaterializeResult(metadata=write_metadata(result, cues=len(segments)))
 
 
@@ -67,7 +67,7 @@ def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource)
 def shots(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
     """Shot boundaries from PySceneDetect's content detector."""
     settings, source, probed = media_source(streamlake, context.partition_key)
-    found = detect_shots(source, probed.duration_s)
+    found = detect_shots(source, probed, settings.ffmpeg_timeout_s)
     rows = [
         {
             "media_id": context.partition_key,
@@ -78,5 +78,5 @@ def shots(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> 
         }
         for s in found
     ]
-    result = tables.replace_slice(settings, "shots", "media_id", context.partition_key, rows)
+    result = tables.replace_rows(settings, "shots", rows, where=("media_id", context.partition_key))
     return dg.MaterializeResult(metadata=write_metadata(result, shots=len(rows)))

@@ -5,6 +5,7 @@ import dagster as dg
 from assets.common import StreamlakeResource, table_asset, write_metadata
 from models.events.aggregates import hourly_stats as aggregate_hourly
 from models.events.simulator import SimulationConfig, simulate_events, simulate_users
+from models.events.store import record_simulated
 from models.lake import tables
 
 
@@ -27,12 +28,12 @@ def users(streamlake: StreamlakeResource, config: SimulationParams) -> dg.Materi
 
 @table_asset("events", {"polars"}, deps=["media_items", "users"])
 def view_events(streamlake: StreamlakeResource, config: SimulationParams) -> dg.MaterializeResult:
-    """Player events over the catalog; inserted once per event_id however often producers resend."""
+    """Simulated player events over the catalog, held once per event_id (producers may resend)."""
     settings = streamlake.settings()
     catalog = tables.read_table(settings, "media_items", columns=["media_id", "duration_s", "tags"])
     known_users = tables.read_table(settings, "users")
     events = simulate_events(catalog, known_users, _config(config))
-    result = tables.insert_new(settings, "view_events", events)
+    result = record_simulated(settings, events)
     return dg.MaterializeResult(metadata=write_metadata(result, generated=events.height, seed=config.seed))
 
 

@@ -8,7 +8,7 @@ from models.recsys.base import Recommender
 from models.recsys.data import interactions_from_events, split_per_user
 from models.recsys.itemknn import ItemKNN
 from models.recsys.popularity import TopPop
-from models.recsys.registry import load_champion, promote_if_better, train_and_log
+from models.recsys.registry import champion_version, promote_if_better, train_and_log
 
 
 def _train(streamlake: StreamlakeResource, model: Recommender) -> dg.Output[str]:
@@ -50,7 +50,6 @@ def champion_model(
     """Move the `champion` alias to a candidate only when it beats the current champion's NDCG@10."""
     settings = streamlake.settings()
     promoted = [version for version in (toppop_model, itemknn_model) if promote_if_better(settings, version)]
-    champion = load_champion(settings)
     return dg.MaterializeResult(
-        metadata={"champion_version": champion.version, "promoted": ", ".join(promoted) or "none"}
+        metadata={"champion_version": champion_version(settings), "promoted": ", ".join(promoted) or "none"}
     )

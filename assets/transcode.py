@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.common import StreamlakeResource, media_asset, media_source, write_metadata
 from models.lake import tables
-from models.media.hls import package_hls, poster
+from models.media.hls import ladder_markdown, package_hls, poster
 
 
 @media_asset("transcode", {"ffmpeg", "hls"})
@@ -27,28 +27,13 @@ def renditions(context: dg.AssetExecutionContext, streamlake: StreamlakeResource
             "master_path": str(r.master.relative_to(settings.packaged)),
             "vmaf_or_psnr": None,
             "encoder": r.encoder,
-            "encode_fps": r.encode_fps or None,
+            "encode_fps": r.encode_fps,
         }
         for r in rungs
     ]
-    if all(r.encode_fps == 0.0 for r in rungs):  # reused package: keep the recorded encode speed
-        known = tables.read_table(settings, "renditions").filter(media_id=context.partition_key)
-        speeds = dict(zip(known["rung"].to_list(), known["encode_fps"].to_list(), strict=True))
-        for row in rows:
-            row["encode_fps"] = speeds.get(row["rung"])
-    result = tables.replace_slice(settings, "renditions", "media_id", context.partition_key, rows)
+    result = tables.replace_rows(settings, "renditions", rows, where=("media_id", context.partition_key))
     return dg.MaterializeResult(
-        metadata=write_metadata(
-            result,
-            ladder=dg.MetadataValue.md(
-                "| rung | size | kbps | segments | fps |\n|---|---|---|---|---|\n"
-                + "\n".join(
-                    f"| {r['rung']} | {r['width']}x{r['height']} | {r['bitrate'] // 1000} "
-                    f"| {r['segment_count']} | {r['encode_fps']} |"
-                    for r in rows
-                )
-            ),
-        )
+        metadata=write_metadata(result, ladder=dg.MetadataValue.md(ladder_markdown(rungs)))
     )
 
 

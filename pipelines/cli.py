@@ -64,16 +64,15 @@ def _succeeded(instance, job_name: str, partition: str | None = None) -> bool:
 
 def materialize_all(settings: Settings, force: bool = False) -> bool:
     """Admit the inbox, process every unprocessed item, then refresh the catalog-wide assets."""
-    from models.media.library import admit, origin
+    from models.media.library import REASON_FILE, admit, origin, stored_ids
     from pipelines.definitions import defs
 
     instance = _instance(settings)
     _hide_skipped_check_notice()
     settings.ensure_dirs()
-    admit(settings.inbox, settings.library)
+    admit(settings.inbox, settings.library, quarantine_dir=settings.quarantine_dir)
     known = set(instance.get_dynamic_partitions("media"))
-    stored = sorted(p.name for p in settings.library.iterdir() if p.is_dir())
-    instance.add_dynamic_partitions("media", [k for k in stored if k not in known])
+    instance.add_dynamic_partitions("media", [k for k in stored_ids(settings.library) if k not in known])
     partitions = sorted(set(instance.get_dynamic_partitions("media")))
     todo = [k for k in partitions if force or not _succeeded(instance, "media_job", k)]
     media_job = defs.resolve_job_def("media_job")
@@ -87,7 +86,7 @@ def materialize_all(settings: Settings, force: bool = False) -> bool:
             partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET
         )
         status = "ok" if result.success else "FAILED"
-        held = settings.quarantine_dir / key / "REASON.txt"
+        held = settings.quarantine_dir / key / REASON_FILE
         if held.exists():
             status = f"quarantined: {held.read_text().strip()}"
         ok &= result.success

@@ -3,7 +3,8 @@
 import dagster as dg
 
 from assets.common import StreamlakeResource, media_partitions
-from models.media.library import admit
+from models.lake.tables import open_table
+from models.media.library import admit, stored_ids
 from pipelines.jobs import analytics_job, media_job
 
 SETTLE_S = 5.0  # a file untouched this long is taken as fully written
@@ -14,21 +15,41 @@ def inbox_sensor(context: dg.SensorEvaluationContext, streamlake: StreamlakeReso
     """Hash and move settled inbox files into the library; one partition and one run per new item."""
     settings = streamlake.settings()
     settings.ensure_dirs()
-    admitted = admit(settings.inbox, settings.library, min_age_s=SETTLE_S)
+    admit(settings.inbox, settings.library, min_age_s=SETTLE_S, quarantine_dir=settings.quarantine_dir)
     known = set(context.instance.get_dynamic_partitions(media_partitions.name))
-    new = sorted({item.media_id for item in admitted} - known)
+    new = [key for key in stored_ids(settings.library) if key not in known]  # also heals a failed tick
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in new],
         dynamic_partitions_requests=[media_partitions.build_add_request(new)] if new else [],
     )
 
 
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[media_job],
-    request_job=analytics_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def catalog_refresh_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-    """After an item is processed, refresh events, features, models and API snapshots."""
-    return dg.RunRequest(run_key=f"after-{context.dagster_run.run_id}")
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+@dg.sensor(job=analytics_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def catalog_refresh_sensor(
+    context: dg.SensorEvaluationContext, streamlake: StreamlakeResource
+) -> dg.RunRequest | dg.SkipReason:
+    """Once media runs have settled, refresh events, features, models and API snapshots.
+
+    One analytics run per new media_items version, and none while media runs are in flight or
+    another analytics run is going: a batch of uploads gives one refresh, and concurrent
+    refreshes never race on the MLflow registry or the Feast registry.
+    """
+    table = open_table(streamlake.settings(), "media_items")
+    if table is None:
+        return dg.SkipReason("no media ingested yet")
+    version = str(table.version())
+    if context.cursor == version:
+        return dg.SkipReason(f"catalog unchanged since media_items v{version}")
+    for job in ("media_job", "analytics_job"):
+        if context.instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=IN_FLIGHT), limit=1):
+            return dg.SkipReason(f"{job} runs in flight; waiting for them to finish")
+    context.update_cursor(version)
+    return dg.RunRequest(run_key=f"catalog-v{version}")

@@ -12,12 +12,12 @@ from typing import Any
 
 import pyarrow.dataset as ds
 
+from models.lake.schemas import COLD_START_USER
 from models.lake.tables import open_table
 from models.settings import Settings
 
 CATALOG_TABLE = "api_catalog"
 RECS_TABLE = "recs_topk"
-COLD_START_USER = "*"
 
 
 def table_version(settings: Settings, name: str) -> int | None:

@@ -18,7 +18,5 @@ def load_audio(source: Path, probed: Probe, timeout_s: float) -> np.ndarray:
     if not probed.audio_codec:
         return np.zeros(0, dtype=np.float32)
     output = safe_input(source, probed.demuxer).audio.output("-", f="s16le", ac=1, ar=SAMPLE_RATE)
-    pcm = tools.run(
-        [tools.require("ffmpeg"), *output.global_args("-v", "error", "-nostdin").get_args()], timeout_s
-    )
+    pcm = tools.run_graph(output, timeout_s)
     return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 
+from models.lake.schemas import COLD_START_USER
+from models.recsys.popularity import TopPop
+from models.recsys.registry import Champion
+
+USER_K = 20
+# The API asks for twice its k (at most 100) to survive items dropped from the catalog.
+COLD_START_K = 200
+
 
 def api_catalog(
     media_items: pl.DataFrame,
@@ -37,3 +45,16 @@ def api_catalog(
         .with_columns(pl.col("subtitles").fill_null([]), pl.col("shot_count").fill_null(0))
         .sort("media_id")
     )
+
+
+def recs_topk(champion: Champion, interactions: pl.DataFrame) -> pl.DataFrame:
+    """Batch top-k per known user from the champion, plus the popularity cold-start list."""
+    users = interactions["user_id"].unique().sort().to_list()
+    per_user = champion.recommend(users, USER_K).with_columns(model_version=pl.lit(champion.version))
+    cold = (
+        TopPop()
+        .fit(interactions)
+        .recommend([COLD_START_USER], COLD_START_K)
+        .with_columns(model_version=pl.lit("toppop-cold-start"))
+    )
+    return pl.concat([per_user, cold], how="diagonal_relaxed")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from models.media.probe import MAX_DIMENSION, MAX_FPS
 
-from models.media.probe import MAX_DIMENSION
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ def _media_items_suite(gx):  # -> gx.ExpectationSuite
         e.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0, strict_min=True),
         e.ExpectColumnValuesToBeBetween(column="width", min_value=16, max_value=MAX_DIMENSION),
         e.ExpectColumnValuesToBeBetween(column="height", min_value=16, max_value=MAX_DIMENSION),
-        e.ExpectColumnValuesToBeBetween(column="fps", min_value=0, max_value=1000, strict_min=True),
+        e.ExpectColumnValuesToBeBetween(column="fps", min_value=0, max_value=MAX_FPS, strict_min=True),
         e.ExpectColumnValuesToNotBeNull(column="video_codec"),
     ):
         suite.add_expectation(expectation)

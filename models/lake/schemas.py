@@ -173,6 +173,8 @@ HOURLY_STATS = _spec(
     f("completion_rate", pa.float64()),
 )
 
+COLD_START_USER = "*"  # recs_topk's user_id for the list that users no model knows get
+
 RECS_TOPK = _spec(
     "recs_topk",
     ("user_id", "rank"),

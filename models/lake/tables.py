@@ -140,9 +140,11 @@ def _merge(settings: Settings, spec: TableSpec, rows: pa.Table, insert_only: boo
         try:
             write_deltalake(uri, rows, mode="error", storage_options=settings.storage_options)
             return
-        except (DeltaError, FileExistsError):  # another writer created it first: merge instead
+        except DeltaError as err:
             table = open_table(settings, spec.name)
-            assert table is not None
+            if table is None:  # not the "another writer created it first" race: a real error
+                raise
+            log.info("table %s: created concurrently (%s), merging instead", spec.name, err)
     predicate = " AND ".join(f"t.{k} = s.{k}" for k in spec.keys)
     merger = table.merge(source=rows, predicate=predicate, source_alias="s", target_alias="t")
     if not insert_only:
@@ -169,10 +171,14 @@ def _write(settings: Settings, name: str, rows: object, insert_only: bool) -> Wr
             _merge(settings, spec, fresh, insert_only)
 
     _with_retries(spec, attempt)
+    return _result(settings, name, written)
+
+
+def _result(settings: Settings, name: str, rows_written: int) -> WriteResult:
     table = open_table(settings, name)
-    assert table is not None
-    count = sum(batch.num_rows for batch in table.to_pyarrow_dataset().to_batches(columns=[spec.keys[0]]))
-    return WriteResult(name, table.version(), written, count)
+    if table is None:
+        return WriteResult(name, -1, rows_written, 0)
+    return WriteResult(name, table.version(), rows_written, table.count())
 
 
 def upsert(settings: Settings, name: str, rows: pa.Table | pl.DataFrame | list[dict]) -> WriteResult:
@@ -185,24 +191,53 @@ def insert_new(settings: Settings, name: str, rows: pa.Table | pl.DataFrame | li
     return _write(settings, name, rows, insert_only=True)
 
 
-def replace_slice(
-    settings: Settings, name: str, column: str, value: str, rows: pa.Table | pl.DataFrame | list[dict]
-) -> WriteResult:
-    """Make the rows where column == value exactly these rows (e.g. one media item's shots).
+DELETE_CHUNK = 500
 
-    Unchanged rows are left alone; rows of the slice that the new set lacks are deleted.
+
+def _delete_rows(settings: Settings, spec: TableSpec, match: pl.DataFrame) -> None:
+    """Delete rows equal to match's rows on match's columns, in chunks, retrying conflicts."""
+    for start in range(0, match.height, DELETE_CHUNK):
+        chunk = match.slice(start, DELETE_CHUNK)
+        predicate = " OR ".join(_key_predicate(row) for row in chunk.iter_rows(named=True))
+
+        def attempt(predicate: str = predicate) -> None:
+            table = open_table(settings, spec.name)
+            if table is not None:
+                table.delete(predicate)
+
+        _with_retries(spec, attempt)
+
+
+def delete_where_in(settings: Settings, name: str, column: str, values: list[str]) -> WriteResult:
+    """Delete the rows whose column holds one of values (withdrawn items, superseded sessions)."""
+    spec = ALL_TABLES[name]
+    if values and open_table(settings, name) is not None:
+        _delete_rows(settings, spec, pl.DataFrame({column: sorted(set(values))}))
+    return _result(settings, name, rows_written=0)
+
+
+def replace_rows(
+    settings: Settings,
+    name: str,
+    rows: pa.Table | pl.DataFrame | list[dict],
+    where: tuple[str, str] | None = None,
+) -> WriteResult:
+    """Make the table, or its slice where column == value, hold exactly these rows.
+
+    Unchanged rows are left alone (no commit when nothing differs); rows the new set lacks are
+    deleted, e.g. a media item's shots after re-detection finds fewer, or last run's top-k lists.
     """
     spec = ALL_TABLES[name]
     result = upsert(settings, name, rows)
     incoming = pl.from_arrow(conform(rows, spec)).select(spec.keys)  # type: ignore[arg-type, union-attr]
-    existing = read_table(settings, name, columns=list(spec.keys)).filter(pl.col(column) == value)
+    existing = read_table(settings, name, columns=list(spec.keys))
+    if where is not None:
+        existing = existing.filter(pl.col(where[0]) == where[1])
     stale = existing.join(incoming, on=list(spec.keys), how="anti", nulls_equal=True)
     if stale.is_empty():
         return result
-    table = open_table(settings, name)
-    assert table is not None
-    table.delete(" OR ".join(_key_predicate(row) for row in stale.iter_rows(named=True)))
-    return WriteResult(name, table.version(), result.rows_written, result.row_count - stale.height)
+    _delete_rows(settings, spec, stale)
+    return _result(settings, name, result.rows_written)
 
 
 def _literal(value: object) -> str:

@@ -6,6 +6,7 @@ half-written rendition that a later run would mistake for a finished one.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -19,6 +20,7 @@ from models.media.probe import Probe, safe_input
 
 SEGMENT_S = 2
 MASTER = "master.m3u8"
+SPEED_FILE = "encode.json"  # encode speed per rung, kept with the package
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,10 @@ def _even(value: float) -> int:
     return max(2, round(value / 2) * 2)
 
 
-def output_size(probed: Probe, rung: Rung) -> tuple[int, int]:
-    """Never upscale: a rung taller than the source is encoded at the source height."""
-    height = _even(min(rung.height, probed.height))
-    return _even(probed.width * height / probed.height), height
+def output_size(probed: Probe, height: int) -> tuple[int, int]:
+    """Never upscale: a target taller than the source is made at the source height."""
+    fitted = _even(min(height, probed.height))
+    return _even(probed.width * fitted / probed.height), fitted
 
 
 def playlist_durations(playlist: Path) -> list[float]:
@@ -62,12 +64,13 @@ def playlist_durations(playlist: Path) -> list[float]:
     return [float(m) for m in re.findall(r"#EXTINF:([0-9.]+)", playlist.read_text())]
 
 
-def _rendition(out_dir: Path, rung: Rung, probed: Probe, encode_fps: float) -> Rendition:
+def _rendition(out_dir: Path, rung: Rung, probed: Probe) -> Rendition:
     playlist = out_dir / f"{rung.name}.m3u8"
     durations = playlist_durations(playlist)
     size = sum(p.stat().st_size for p in out_dir.glob(f"{rung.name}_*"))
     duration = sum(durations)
-    width, height = output_size(probed, rung)
+    width, height = output_size(probed, rung.height)
+    encode_fps = json.loads((out_dir / SPEED_FILE).read_text()).get(rung.name, 0.0)
     return Rendition(
         rung=rung.name,
         codec="h264",
@@ -87,8 +90,8 @@ def package_hls(
     source: Path, probed: Probe, out_dir: Path, timeout_s: float, ladder: tuple[Rung, ...] = THIN_LADDER
 ) -> list[Rendition]:
     """Encode each rung to H.264 fMP4 HLS; reuse a finished package instead of re-encoding."""
-    if (out_dir / MASTER).is_file() and all((out_dir / f"{r.name}.m3u8").is_file() for r in ladder):
-        return [_rendition(out_dir, rung, probed, encode_fps=0.0) for rung in ladder]
+    if (out_dir / SPEED_FILE).is_file() and all((out_dir / f"{r.name}.m3u8").is_file() for r in ladder):
+        return [_rendition(out_dir, rung, probed) for rung in ladder]
     scratch = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -97,14 +100,15 @@ def package_hls(
         started = time.perf_counter()
         _encode_rung(source, probed, scratch, rung, timeout_s)
         fps_by_rung[rung.name] = round(probed.duration_s * probed.fps / (time.perf_counter() - started), 1)
+    (scratch / SPEED_FILE).write_text(json.dumps(fps_by_rung))  # written last: marks the package done
     shutil.rmtree(out_dir, ignore_errors=True)
     scratch.rename(out_dir)
-    return [_rendition(out_dir, rung, probed, fps_by_rung[rung.name]) for rung in ladder]
+    return [_rendition(out_dir, rung, probed) for rung in ladder]
 
 
 def _encode_rung(source: Path, probed: Probe, out_dir: Path, rung: Rung, timeout_s: float) -> None:
     source_node = safe_input(source, probed.demuxer)
-    width, height = output_size(probed, rung)
+    width, height = output_size(probed, rung.height)
     streams = [source_node.video.filter("scale", width, height)]
     audio: dict[str, str | int] = {}
     if probed.audio_codec:
@@ -131,8 +135,7 @@ def _encode_rung(source: Path, probed: Probe, out_dir: Path, rung: Rung, timeout
         master_pl_name=MASTER,
         **audio,
     )
-    args = [tools.require("ffmpeg"), *output.global_args("-v", "error", "-nostdin", "-y").get_args()]
-    tools.run(args, timeout_s=timeout_s)
+    tools.run_graph(output, timeout_s, overwrite=True)
 
 
 def poster(
@@ -140,15 +143,21 @@ def poster(
 ) -> tuple[int, int, float]:
     """A JPEG frame at 10% of the running time (past cold opens and black leaders)."""
     at = round(probed.duration_s * 0.1, 3)
-    out_height = _even(min(height, probed.height))
-    out_width = _even(probed.width * out_height / probed.height)
+    width, fitted = output_size(probed, height)
     target.parent.mkdir(parents=True, exist_ok=True)
     output = (
         safe_input(source, probed.demuxer, ss=at)
-        .video.filter("scale", out_width, out_height)
+        .video.filter("scale", width, fitted)
         .output(str(target), vframes=1, **{"q:v": 3})
     )
-    tools.run(
-        [tools.require("ffmpeg"), *output.global_args("-v", "error", "-nostdin", "-y").get_args()], timeout_s
-    )
-    return out_width, out_height, at
+    tools.run_graph(output, timeout_s, overwrite=True)
+    return width, fitted, at
+
+
+def ladder_markdown(renditions: list[Rendition]) -> str:
+    """The ladder as a markdown table, for the Dagster UI."""
+    rows = [
+        f"| {r.rung} | {r.width}x{r.height} | {r.bitrate // 1000} | {r.segment_count} | {r.encode_fps} |"
+        for r in renditions
+    ]
+    return "| rung | size | kbps | segments | encode fps |\n|---|---|---|---|---|\n" + "\n".join(rows)

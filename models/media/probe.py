@@ -20,6 +20,7 @@ from models.media import tools
 # sniffed container -> FFmpeg demuxer to force
 ALLOWED_CONTAINERS = {"mp4": "mov", "matroska": "matroska", "mpegts": "mpegts", "avi": "avi", "ogg": "ogg"}
 MAX_DIMENSION = 8192
+MAX_FPS = 1000.0
 PROBE_TIMEOUT_S = 30.0
 
 
@@ -110,6 +111,10 @@ def probe(path: Path) -> Probe:
     if duration <= 0:
         raise MediaRejected("no duration: the file holds no playable frames")
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
+    if not 0 < fps <= MAX_FPS:
+        raise MediaRejected(f"implausible frame rate {fps:g}")
+    if not video.get("codec_name"):
+        raise MediaRejected("video stream without a known codec")
     return Probe(
         container=container,
         duration_s=round(duration, 3),
@@ -124,9 +129,8 @@ def probe(path: Path) -> Probe:
 
 def verify_decodes(path: Path, probed: Probe, timeout_s: float) -> None:
     """Decode the video stream once; truncated or corrupt files fail here rather than mid-ladder."""
-    stream = safe_input(path, probed.demuxer).video.output("-", f="null")
-    args = [tools.require("ffmpeg"), *stream.global_args("-v", "error", "-xerror", "-nostdin").get_args()]
+    stream = safe_input(path, probed.demuxer).video.output("-", f="null").global_args("-xerror")
     try:
-        tools.run(args, timeout_s=timeout_s)
+        tools.run_graph(stream, timeout_s)
     except tools.FFmpegFailed as err:
         raise MediaRejected(f"video does not decode: {err}") from err

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 INSTALL_HINT = "install it with: sudo apt-get install -y ffmpeg   (or run `make install`)"
 MEMORY_CAP_BYTES = 8 * 1024**3
@@ -52,3 +53,9 @@ def run(args: Sequence[str], timeout_s: float, stdin: bytes | None = None) -> by
         last = lines[-1] if lines else f"exit code {done.returncode}"
         raise FFmpegFailed(f"{Path(args[0]).name} failed: {last}")
     return done.stdout
+
+
+def run_graph(output: Any, timeout_s: float, *, overwrite: bool = False) -> bytes:
+    """Run an ffmpeg-python output node quietly (errors only, no stdin); return stdout."""
+    flags = ["-v", "error", "-nostdin", *(["-y"] if overwrite else [])]
+    return run([require("ffmpeg"), *output.global_args(*flags).get_args()], timeout_s)

@@ -88,7 +88,7 @@ def evaluate(model: Recommender, train: pl.DataFrame, test: pl.DataFrame, k: int
 
 @contextmanager
 def _tracking(settings: Settings) -> Iterator[MlflowClient]:
-    """Point MLflow (fluent API and a client) at the settings' store for one block, then restore.
+    """Point MLflow (fluent API and a client) at the settings' store for one block.
 
     mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into the environment, which Settings
     reads as an override: left in place, one lake's store would leak into the next Settings.
@@ -103,13 +103,13 @@ def _tracking(settings: Settings) -> Iterator[MlflowClient]:
     try:
         yield mlflow.MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
     finally:
+        # Only the environment is restored: resetting MLflow's own default would point later
+        # fluent calls at ./mlflow.db in whatever directory the process runs from.
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
-        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or saved["MLFLOW_TRACKING_URI"])
 
 
 def _experiment_id(client: MlflowClient, settings: Settings) -> str:

@@ -6,7 +6,6 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-import mlflow
 import polars as pl
 import pytest
 from mlflow import MlflowClient
@@ -137,7 +136,6 @@ def test_mlflow_run_and_champion_alias_exist(pipeline_lake: Settings) -> None:
     assert run.data.params["seed"] == str(pipeline_lake.seed)
     recs = read_table(pipeline_lake, "recs_topk")
     assert set(recs.filter(pl.col("user_id") != "*")["model_version"].to_list()) == {str(champion.version)}
-    mlflow.set_tracking_uri(None)
 
 
 def test_api_catalog_lists_every_playable_item(pipeline_lake: Settings) -> None:

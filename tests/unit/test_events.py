@@ -68,3 +68,34 @@ def test_webvtt_cues() -> None:
     vtt = to_webvtt([Segment(0, 0.0, 3.28, "Hello --> world"), Segment(1, 3661.5, 3662.0, "later")])
     assert vtt.splitlines()[:5] == ["WEBVTT", "", "1", "00:00:00.000 --> 00:00:03.280", "Hello -> world"]
     assert "01:01:01.500 --> 01:01:02.000" in vtt
+
+
+def test_a_grown_catalog_replaces_superseded_sessions_and_keeps_real_events(lake) -> None:
+    from models.events.store import record_simulated
+    from models.lake.tables import read_table, upsert
+
+    config = SimulationConfig(n_users=40)
+    users = simulate_users(config)
+    first = simulate_events(CATALOG, users, config)
+    record_simulated(lake, first)
+    real = first.head(1).with_columns(event_id=pl.lit("player-1"), session_id=pl.lit("player-session"))
+    upsert(lake, "view_events", real)
+    grown = pl.concat([CATALOG, pl.DataFrame({"media_id": ["d" * 16], "duration_s": [7.0], "tags": [["z"]]})])
+    second = simulate_events(grown, users, config)
+    kept = set(first["session_id"]) & set(second["session_id"])
+    assert len(kept) > 0.5 * first["session_id"].n_unique(), "most sessions survive a new title"
+    record_simulated(lake, second)
+    table = read_table(lake, "view_events")
+    assert (
+        table.filter(pl.col("session_id") != "player-session")
+        .sort("event_id")
+        .equals(second.sort("event_id"))
+    )
+    assert table.filter(session_id="player-session").height == 1
+    again = record_simulated(lake, second)
+    assert again.rows_written == 0
+
+
+def test_empty_catalog_simulates_nothing() -> None:
+    config = SimulationConfig(n_users=5)
+    assert simulate_events(CATALOG.head(0), simulate_users(config), config).is_empty()

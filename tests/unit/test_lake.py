@@ -41,14 +41,27 @@ def test_insert_new_counts_each_key_once_across_retries(lake: Settings) -> None:
     assert (resent.rows_written, resent.row_count) == (2, 6)
 
 
-def test_replace_slice_drops_stale_rows_of_that_slice_only(lake: Settings) -> None:
+def test_replace_rows_drops_stale_rows_of_that_slice_only(lake: Settings) -> None:
     tables.upsert(lake, "shots", _shots(4) + _shots(2, media="m2"))
-    result = tables.replace_slice(lake, "shots", "media_id", "m1", _shots(2))
+    result = tables.replace_rows(lake, "shots", _shots(2), where=("media_id", "m1"))
     assert result.row_count == 4
-    assert tables.read_table(lake, "shots").group_by("media_id").len().sort("media_id")["len"].to_list() == [
-        2,
-        2,
-    ]
+    per_item = tables.read_table(lake, "shots").group_by("media_id").len().sort("media_id")
+    assert per_item["len"].to_list() == [2, 2]
+    again = tables.replace_rows(lake, "shots", _shots(2), where=("media_id", "m1"))
+    assert again.version == result.version, "an unchanged slice commits nothing"
+
+
+def test_replace_rows_without_a_slice_replaces_the_table(lake: Settings) -> None:
+    tables.upsert(lake, "shots", _shots(3) + _shots(2, media="m2"))
+    result = tables.replace_rows(lake, "shots", _shots(1, media="m3"))
+    assert result.row_count == 1
+    assert tables.read_table(lake, "shots")["media_id"].to_list() == ["m3"]
+
+
+def test_delete_where_in_removes_only_those_rows(lake: Settings) -> None:
+    tables.upsert(lake, "shots", _shots(3) + _shots(2, media="it's"))
+    result = tables.delete_where_in(lake, "shots", "media_id", ["it's", "absent"])
+    assert (result.row_count, tables.read_table(lake, "shots")["media_id"].unique().to_list()) == (3, ["m1"])
 
 
 def test_wrong_schema_is_a_clear_error_and_writes_nothing(lake: Settings) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.media import library, tools
-from models.media.hls import Rung, output_size
+from models.media.hls import output_size
 from models.media.probe import MediaRejected, Probe, probe, sniff_container, verify_decodes
 from models.media.samples import shipped_file
 
@@ -115,9 +115,9 @@ def test_malformed_media_id_is_refused(tmp_path: Path) -> None:
 
 def test_ladder_never_upscales() -> None:
     small = Probe("mp4", 4.0, 176, 144, 30.0, "h264", None, 100_000)
-    assert output_size(small, Rung("360p", 360, 23, 1000)) == (176, 144)
+    assert output_size(small, 360) == (176, 144)
     wide = Probe("mp4", 4.0, 1280, 720, 25.0, "h264", "aac", 100_000)
-    assert output_size(wide, Rung("360p", 360, 23, 1000)) == (640, 360)
+    assert output_size(wide, 360) == (640, 360)
 
 
 def test_missing_ffmpeg_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,3 +126,39 @@ def test_missing_ffmpeg_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> No
         tools.ToolMissing, match="ffmpeg not found on PATH: install it with: sudo apt-get install"
     ):
         tools.require("ffmpeg")
+
+
+def test_sidecar_is_validated_and_kept(tmp_path: Path, clip: Path) -> None:
+    inbox, lib = tmp_path / "inbox", tmp_path / "library"
+    inbox.mkdir()
+    (inbox / "a.mp4").write_bytes(clip.read_bytes())
+    (inbox / "a.json").write_text('{"title": 123, "tags": "abc"}')
+    (item,) = library.admit(inbox, lib)
+    assert "title" not in library.origin(lib, item.media_id), "a malformed sidecar is ignored"
+    assert (lib / item.media_id / library.SIDECAR_FILE).is_file(), "and kept, not lost"
+
+
+def test_symlinked_sidecar_is_not_read(tmp_path: Path, clip: Path) -> None:
+    inbox, lib, secret = tmp_path / "inbox", tmp_path / "library", tmp_path / "secret.json"
+    inbox.mkdir()
+    secret.write_text('{"title": "leaked"}')
+    (inbox / "a.mp4").write_bytes(clip.read_bytes())
+    os.symlink(secret, inbox / "a.json")
+    (item,) = library.admit(inbox, lib)
+    assert "title" not in library.origin(lib, item.media_id)
+
+
+def test_an_upload_cannot_take_a_bookkeeping_name(tmp_path: Path) -> None:
+    assert library.safe_name("REASON.txt") == "upload_REASON.txt"
+    assert library.safe_name("origin.json") == "upload_origin.json"
+
+
+def test_quarantined_bytes_are_not_admitted_again(tmp_path: Path) -> None:
+    inbox, lib, held = tmp_path / "inbox", tmp_path / "library", tmp_path / "quarantine"
+    inbox.mkdir()
+    (inbox / "x.mp4").write_bytes(b"junk")
+    (item,) = library.admit(inbox, lib, quarantine_dir=held)
+    library.quarantine(lib, held, item.media_id, "not a recognised media container")
+    (inbox / "again.mp4").write_bytes(b"junk")
+    assert library.admit(inbox, lib, quarantine_dir=held) == []
+    assert library.stored_ids(lib) == [] and not any(inbox.iterdir())

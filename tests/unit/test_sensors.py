@@ -53,3 +53,24 @@ def test_cli_names_the_missing_tool_in_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == f"streamlake: ffmpeg not found on PATH: {INSTALL_HINT}"
+
+
+def test_catalog_refresh_runs_once_per_catalog_version(tmp_path: Path) -> None:
+    from models.lake.tables import upsert
+    from pipelines.sensors import catalog_refresh_sensor
+
+    resources = {"streamlake": StreamlakeResource(data_dir=str(tmp_path))}
+    with dg.instance_for_test() as instance:
+        first = catalog_refresh_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert isinstance(first, dg.SkipReason)
+        row = {
+            "media_id": "0123456789abcdef", "source_uri": "x", "sha256": "y", "title": "t", "description": "",
+            "tags": [], "duration_s": 1.0, "width": 64, "height": 64, "fps": 25.0, "video_codec": "h264",
+            "audio_codec": None, "bitrate": 1, "ingested_at": None, "status": "ready",
+        }  # fmt: skip
+        upsert(get_settings(data_dir=tmp_path), "media_items", [row])
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        request = catalog_refresh_sensor(context)
+        assert isinstance(request, dg.RunRequest) and request.run_key == "catalog-v0"
+        context = dg.build_sensor_context(instance=instance, resources=resources, cursor=context.cursor)
+        assert isinstance(catalog_refresh_sensor(context), dg.SkipReason)

@@ -1,0 +1,22 @@
+"""Writing view events: exactly-once inserts, and the simulator's ownership of its own sessions."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from models.events.simulator import SIMULATED_PREFIX
+from models.lake import tables
+from models.settings import Settings
+
+
+def record_simulated(settings: Settings, events: pl.DataFrame) -> tables.WriteResult:
+    """Make the table's simulated sessions exactly these; events from real producers are untouched.
+
+    A re-run with the same seed and catalog inserts nothing. A grown catalog re-decides a few
+    sessions: those get new ids, and the sessions they replace are deleted so no view counts twice.
+    """
+    known = tables.read_table(settings, "view_events", columns=["session_id"])
+    simulated = known.filter(pl.col("session_id").str.starts_with(SIMULATED_PREFIX))["session_id"].unique()
+    superseded = simulated.filter(~simulated.is_in(events["session_id"].unique().implode()))
+    tables.delete_where_in(settings, "view_events", "session_id", superseded.to_list())
+    return tables.insert_new(settings, "view_events", events)
