@@ -193,7 +193,7 @@ def test_a_new_upload_joins_without_double_counting(pipeline_lake: Settings) -> 
     events = read_table(pipeline_lake, "view_events")
     per_session = events.group_by("session_id").agg(pl.col("media_id").n_unique())
     assert (per_session["media_id"] == 1).all(), "a session never mixes titles"
-    assert events["session_id"].n_unique() == before["session_id"].n_unique(), "sessions re-decided, not added"
+    assert events["session_id"].n_unique() == before["session_id"].n_unique(), "re-decided, not added"
     new_id = items.filter(pl.col("source_uri").str.ends_with("/bikes_tail.mp4"))["media_id"][0]
     assert new_id in set(read_table(pipeline_lake, "api_catalog")["media_id"])
     assert events.filter(media_id=new_id).height > 0, "viewers find the new title"
