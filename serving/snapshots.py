@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 
 from models.lake.schemas import COLD_START_USER
 from models.lake.tables import open_table
@@ -52,13 +52,16 @@ class ColdStart:
 
 
 def load_cold_start(settings: Settings) -> ColdStart:
-    """Reads only the '*' rows; recs_topk holds every user's list and may be large."""
+    """The '*' rows of recs_topk, best first."""
     table = open_table(settings, RECS_TABLE)
     if table is None:
         return ColdStart()
-    columns = ["rank", "media_id", "score", "model_version"]
-    only_cold = ds.field("user_id") == COLD_START_USER
-    rows = table.to_pyarrow_dataset().to_table(columns=columns, filter=only_cold).sort_by("rank").to_pylist()
+    # Filtered after the scan: files that delta-rs MERGE rewrote store strings as string_view, and
+    # a pushed-down filter then fails to bind ('equal' has no kernel for string vs string_view).
+    recs = table.to_pyarrow_dataset().to_table(
+        columns=["user_id", "rank", "media_id", "score", "model_version"]
+    )
+    rows = recs.filter(pc.equal(recs["user_id"], COLD_START_USER)).sort_by("rank").to_pylist()
     model_version = rows[0]["model_version"] if rows else None
     items = [{"media_id": r["media_id"], "score": r["score"], "rank": r["rank"]} for r in rows]
     return ColdStart(table.version(), model_version, items)
