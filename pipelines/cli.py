@@ -21,12 +21,10 @@ SAMPLES_DIR = "samples"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
-def _hide_skipped_check_notice() -> None:
+def _not_skipped_check_notice(record: logging.LogRecord) -> bool:
     """A quarantined item never materializes media_items, so its blocking check has nothing to
     check and Dagster says so for every downstream step (which it then skips anyway)."""
-    logging.getLogger("dagster._core.execution.plan.active").addFilter(
-        lambda record: "emitted no result" not in record.getMessage()
-    )
+    return "emitted no result" not in record.getMessage()
 
 
 def _instance(settings: Settings):  # -> dg.DagsterInstance
@@ -68,7 +66,8 @@ def materialize_all(settings: Settings, force: bool = False) -> bool:
     from pipelines.definitions import defs
 
     instance = _instance(settings)
-    _hide_skipped_check_notice()
+    # one module-level function: addFilter ignores a filter it already holds, so repeats add none
+    logging.getLogger("dagster._core.execution.plan.active").addFilter(_not_skipped_check_notice)
     settings.ensure_dirs()
     admit(settings.inbox, settings.library, quarantine_dir=settings.quarantine_dir)
     known = set(instance.get_dynamic_partitions("media"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -117,7 +118,7 @@ def _changed_rows(settings: Settings, spec: TableSpec, incoming: pa.Table, keys_
     return fresh.to_arrow().cast(spec.schema)
 
 
-def _with_retries(spec: TableSpec, write: callable) -> None:  # type: ignore[valid-type]
+def _with_retries(spec: TableSpec, write: Callable[[], None]) -> None:
     for attempt in range(1, COMMIT_RETRIES + 1):
         try:
             write()
@@ -228,8 +229,9 @@ def replace_rows(
     deleted, e.g. a media item's shots after re-detection finds fewer, or last run's top-k lists.
     """
     spec = ALL_TABLES[name]
-    result = upsert(settings, name, rows)
-    incoming = pl.from_arrow(conform(rows, spec)).select(spec.keys)  # type: ignore[arg-type, union-attr]
+    conformed = conform(rows, spec)
+    result = upsert(settings, name, conformed)
+    incoming = pl.from_arrow(conformed.select(list(spec.keys)))
     existing = read_table(settings, name, columns=list(spec.keys))
     if where is not None:
         existing = existing.filter(pl.col(where[0]) == where[1])
