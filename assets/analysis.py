@@ -34,9 +34,10 @@ def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResourc
     return dg.MaterializeResult(metadata=write_metadata(result, segments=len(rows), text=text[:500]))
 
 
-@media_asset("analysis", {"webvtt"}, upstream=("transcripts", "renditions"))
+@media_asset("analysis", {"webvtt"}, upstream=("transcripts",))
 def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
-    """A WebVTT file beside the renditions, from the transcript (none where nothing was said)."""
+    """A WebVTT file from the transcript (none where nothing was said); packaging adds it to the HLS
+    master as a subtitles group."""
     settings = streamlake.settings()
     media_id = context.partition_key
     segments = [
@@ -48,7 +49,8 @@ def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource)
     ]
     rows = []
     if segments:
-        target = settings.packaged / media_id / "hls" / "subtitles.en.vtt"
+        target = settings.packaged / media_id / "subtitles" / "en.vtt"
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(to_webvtt(segments))
         rows = [
             {

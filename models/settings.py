@@ -11,7 +11,7 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +35,12 @@ def apply_offline_env() -> None:
     """Set the no-network variables unless the caller already chose a value."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def ray_runtime_env() -> dict[str, Any]:
+    """Ray workers import this checkout's packages (installed or not) and keep the no-network env."""
+    path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"env_vars": {**OFFLINE_ENV, "PYTHONPATH": os.pathsep.join(path)}}
 
 
 class Settings(BaseSettings):
@@ -62,6 +68,15 @@ class Settings(BaseSettings):
     registered_model: str = "streamlake-recommender"
     seed: int = 42
     ffmpeg_timeout_s: float = 600.0
+    ladder_file: Path | None = Field(default=None, description="YAML ABR ladder (default: built in).")
+    hwaccel: Literal["auto", "none", "nvenc", "qsv", "vaapi"] = Field(
+        default="auto", description="Hardware encoders to try before software (auto tries all)."
+    )
+    transcode_fanout: Literal["process", "ray"] = Field(
+        default="process",
+        description="process: one FFmpeg decode split to every rung; ray: one Ray task per codec.",
+    )
+    per_title: bool = Field(default=False, description="Fit each rung's bitrate to the title (VMAF hull).")
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any
@@ -10,17 +9,11 @@ from typing import Any
 import ray
 from ray import serve
 
-from models.settings import OFFLINE_ENV, REPO_ROOT, Settings, get_settings
+from models.settings import Settings, get_settings, ray_runtime_env
 from serving.app import APP_NAME, RELOAD_INTERVAL_S, build_app
 
 # A request still unanswered after this long gets a 408 from the proxy instead of hanging.
 REQUEST_TIMEOUT_S = 30.0
-
-
-def runtime_env() -> dict[str, Any]:
-    """Workers import this checkout's packages (installed or not) and keep the no-network env."""
-    path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {"env_vars": {**OFFLINE_ENV, "PYTHONPATH": os.pathsep.join(path)}}
 
 
 def http_options(settings: Settings) -> dict[str, Any]:
@@ -38,9 +31,9 @@ def main() -> None:
     settings = get_settings()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` shuts down as cleanly as Ctrl-C
     if settings.ray_address:
-        ray.init(address=settings.ray_address, runtime_env=runtime_env())
+        ray.init(address=settings.ray_address, runtime_env=ray_runtime_env())
     else:
-        ray.init(runtime_env=runtime_env(), include_dashboard=False)
+        ray.init(runtime_env=ray_runtime_env(), include_dashboard=False)
     try:
         url = start(settings)
         print(f"Streamlake API at {url} (OpenAPI docs at {url}/docs); Ctrl-C stops it.", flush=True)

@@ -25,7 +25,8 @@ def api_catalog(
     Items without a finished rendition are left out: the API never offers what cannot play.
     """
     rungs = (
-        renditions.sort("media_id", "height")
+        renditions.filter(pl.col("kind") == "video", pl.col("error").is_null())
+        .sort("media_id", "height", "bitrate")
         .group_by("media_id", maintain_order=True)
         .agg(
             pl.col("master_path").first().alias("master_playlist"),

@@ -61,26 +61,53 @@ QUARANTINE = _spec(
 RENDITIONS = _spec(
     "renditions",
     ("media_id", "rung", "codec"),
-    "HLS renditions per media item and ladder rung.",
+    "HLS/CMAF renditions per media item, ladder rung and codec (rung 'audio' for the AAC group), "
+    "with measured bitrates, RFC 6381 codec string, quality against the source and the encoder used; "
+    "a rendition that failed twice keeps FFmpeg's last words in `error` and is left out of the master.",
     f("media_id", pa.string(), nullable=False),
     f("rung", pa.string(), nullable=False),
     f("codec", pa.string(), nullable=False),
+    f("kind", pa.string()),
     f("width", pa.int32()),
     f("height", pa.int32()),
+    f("fps", pa.float64()),
+    f("target_kbps", pa.int32()),
     f("bitrate", pa.int64()),
+    f("peak_bitrate", pa.int64()),
     f("segment_count", pa.int32()),
     f("duration_s", pa.float64()),
     f("playlist_path", pa.string()),
     f("master_path", pa.string()),
-    f("vmaf_or_psnr", pa.float64()),
+    f("codecs", pa.string()),
+    f("quality_metric", pa.string()),
+    f("quality", pa.float64()),
     f("encoder", pa.string()),
     f("encode_fps", pa.float64()),
+    f("attempts", pa.int32()),
+    f("error", pa.string()),
+)
+
+PER_TITLE_LADDERS = _spec(
+    "per_title_ladders",
+    ("media_id", "rung"),
+    "Per-title ladder choices: each rung's bitrate fitted on the title's rate-quality convex hull "
+    "against the fixed ladder's bitrate at equal quality.",
+    f("media_id", pa.string(), nullable=False),
+    f("rung", pa.string(), nullable=False),
+    f("width", pa.int32()),
+    f("height", pa.int32()),
+    f("fixed_kbps", pa.int32()),
+    f("chosen_kbps", pa.int32()),
+    f("target_quality", pa.float64()),
+    f("metric", pa.string()),
+    f("hull_height", pa.int32()),
 )
 
 THUMBNAILS = _spec(
     "thumbnails",
     ("media_id", "kind"),
-    "Poster frames (and later trickplay sprites) per media item.",
+    "Images per media item: the poster (kind 'poster'), one per shot ('shot-0003') and the trickplay "
+    "WebVTT map ('trickplay', size = one tile, time_s = the interval).",
     f("media_id", pa.string(), nullable=False),
     f("kind", pa.string(), nullable=False),
     f("path", pa.string()),
@@ -222,6 +249,7 @@ ALL_TABLES: dict[str, TableSpec] = {
         MEDIA_ITEMS,
         QUARANTINE,
         RENDITIONS,
+        PER_TITLE_LADDERS,
         THUMBNAILS,
         TRANSCRIPTS,
         SUBTITLES,

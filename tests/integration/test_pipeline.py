@@ -6,13 +6,16 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import m3u8
 import polars as pl
 import pytest
 from mlflow import MlflowClient
 
 from models.lake.schemas import ALL_TABLES
 from models.lake.tables import open_table, read_table
-from models.media.hls import playlist_durations
+from models.media import loudness
+from models.media.hls import joined_fmp4, validate
+from models.media.ladder import DEFAULT_LADDER
 from models.media.samples import SAMPLES, SPEECH, shipped_file
 from models.settings import Settings
 
@@ -20,13 +23,8 @@ GOOD = [s for s in SAMPLES if not s.broken]
 BROKEN = [s for s in SAMPLES if s.broken]
 
 
-def _ffprobe_stream(path: Path) -> dict[str, str]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
-         "-of", "default=nw=1", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return dict(line.split("=", 1) for line in out.split())
+def playlist_durations(playlist: Path) -> list[float]:
+    return [float(s.duration) for s in m3u8.load(str(playlist)).segments]
 
 
 def _item(settings: Settings, name: str) -> dict:
@@ -59,16 +57,61 @@ def test_broken_files_are_quarantined_with_a_reason_and_kept(pipeline_lake: Sett
         assert any(p.name == sample.name for p in kept.iterdir()), "the upload itself must be kept"
 
 
-def test_renditions_play_and_cover_the_source_duration(pipeline_lake: Settings) -> None:
+def test_every_item_gets_a_valid_ladder_never_upscaled(pipeline_lake: Settings) -> None:
     renditions = read_table(pipeline_lake, "renditions")
     items = read_table(pipeline_lake, "media_items")
-    assert renditions.height == items.height
-    for row in renditions.join(items, on="media_id").iter_rows(named=True):
-        playlist = pipeline_lake.packaged / row["playlist_path"]
-        assert sum(playlist_durations(playlist)) == pytest.approx(row["duration_s_right"], abs=0.5)
-        probed = _ffprobe_stream(pipeline_lake.packaged / row["master_path"])
-        assert (int(probed["width"]), int(probed["height"])) == (row["width"], row["height"])
-        assert row["height"] <= min(360, row["height_right"]), "never upscale"
+    assert renditions.filter(pl.col("error").is_not_null()).is_empty()
+    videos = renditions.filter(kind="video").join(items, on="media_id", suffix="_source")
+    assert set(videos["media_id"]) == set(items["media_id"])
+    for row in videos.iter_rows(named=True):
+        assert row["height"] <= row["height_source"], "never upscale"
+        assert sum(playlist_durations(pipeline_lake.packaged / row["playlist_path"])) == pytest.approx(
+            row["duration_s_source"], abs=0.5
+        )
+        assert row["quality_metric"] in ("vmaf", "psnr") and row["quality"] > 0
+    for master in set(videos["master_path"]):
+        parsed = validate(pipeline_lake.packaged / master)  # every playlist parses, every URI exists
+        assert all(p.stream_info.bandwidth >= p.stream_info.average_bandwidth for p in parsed.playlists)
+
+
+def test_a_720p_source_gets_the_four_rung_h264_ladder_and_hevc_av1_at_720p(pipeline_lake: Settings) -> None:
+    bunny = _item(pipeline_lake, "bigbuckbunny.mp4")["media_id"]
+    rows = read_table(pipeline_lake, "renditions").filter(media_id=bunny, kind="video")
+    assert sorted(rows.filter(codec="h264")["rung"]) == ["240p", "360p", "480p", "720p"]
+    top = {r["codec"]: r["codecs"] for r in rows.filter(rung="720p").iter_rows(named=True)}
+    assert [top[c][:5] for c in ("h264", "hevc", "av1")] == ["avc1.", "hvc1.", "av01."]
+    master = validate(pipeline_lake.packaged / rows["master_path"][0])
+    assert {p.stream_info.codecs.split(",")[0] for p in master.playlists} >= set(top.values())
+    assert [m.type for m in master.media] == ["AUDIO"]
+
+
+def test_speech_packages_carry_loudness_normalised_audio_and_subtitles(pipeline_lake: Settings) -> None:
+    media_id = _item(pipeline_lake, "speech_weather.mp4")["media_id"]
+    audio = read_table(pipeline_lake, "renditions").filter(media_id=media_id, kind="audio").row(0, named=True)
+    assert audio["codecs"] == "mp4a.40.2"
+    master = validate(pipeline_lake.packaged / audio["master_path"])
+    assert {m.type for m in master.media} == {"AUDIO", "SUBTITLES"}
+    subs = next(m for m in master.media if m.type == "SUBTITLES")
+    assert subs.language == "en" and all(p.stream_info.subtitles == "subs" for p in master.playlists)
+    playlist = pipeline_lake.packaged / audio["playlist_path"]
+    joined = joined_fmp4(playlist, playlist.with_suffix(".joined.mp4"))
+    measured = loudness.measure(joined, "mov", timeout_s=60)
+    assert measured.integrated_lufs == pytest.approx(DEFAULT_LADDER.loudness_lufs, abs=1.5) or (
+        measured.true_peak_db == pytest.approx(DEFAULT_LADDER.true_peak_db, abs=0.6)
+    ), "normalised to the target unless the true-peak ceiling held the gain back"
+
+
+def test_images_poster_shot_stills_and_trickplay(pipeline_lake: Settings) -> None:
+    images = read_table(pipeline_lake, "thumbnails")
+    shots = read_table(pipeline_lake, "shots")
+    for media_id in read_table(pipeline_lake, "media_items")["media_id"]:
+        mine = images.filter(media_id=media_id)
+        poster = mine.filter(kind="poster").row(0, named=True)
+        assert poster["time_s"] > 0, "never frame 0"
+        stills = mine.filter(pl.col("kind").str.starts_with("shot-"))
+        assert stills.height == shots.filter(media_id=media_id).height
+        vtt = (pipeline_lake.packaged / mine.filter(kind="trickplay")["path"][0]).read_text()
+        assert vtt.startswith("WEBVTT") and "#xywh=" in vtt
 
 
 def test_speech_clips_are_transcribed_word_for_word(pipeline_lake: Settings) -> None:

@@ -23,8 +23,8 @@ from ray import serve
 from models.lake.tables import upsert
 from models.recsys.itemknn import ItemKNN
 from models.recsys.registry import promote_if_better, train_and_log
-from models.settings import Settings, get_settings
-from serving.run import runtime_env, start
+from models.settings import Settings, get_settings, ray_runtime_env
+from serving.run import start
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
@@ -137,7 +137,7 @@ def free_port() -> int:
 def api_url(serving_settings: Settings, reload_interval_s: float) -> Iterator[str]:
     """Ray (local, 2 CPUs, no dashboard) and Serve on a free loopback port; the app's base URL."""
     settings = serving_settings.model_copy(update={"serve_host": "127.0.0.1", "serve_port": free_port()})
-    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=runtime_env())
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=ray_runtime_env())
     try:
         url = start(settings, reload_interval_s)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

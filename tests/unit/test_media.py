@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.media import library, tools
-from models.media.hls import output_size
+from models.media.ladder import output_size
 from models.media.probe import MediaRejected, Probe, probe, sniff_container, verify_decodes
 from models.media.samples import shipped_file
 
