@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from models.media import encoders, fanout, loudness, transcode
+from models.media import encoders, fanout, loudness, per_title, transcode
 from models.media.hls import Package, joined_fmp4, package_hls, validate
 from models.media.ladder import DEFAULT_LADDER, LadderConfig, load_ladder, plan
 from models.media.probe import Probe, probe
@@ -219,3 +219,38 @@ def test_fan_out_groups_jobs_by_codec_with_audio_riding_along(source_4k: Path) -
     groups = fanout.by_codec(transcode.plan_jobs(probed, plan(probed, LADDER), "none"))
     assert groups[0][-1].name == "audio_aac"
     assert [{j.plan.codec for j in g if j.plan} for g in groups] == [{"h264"}, {"hevc"}, {"av1"}]
+
+
+def test_vp9_is_available_by_option_with_its_codec_string(tmp_path: Path) -> None:
+    clip = tmp_path / "small.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=24:d=2", "-c:v", "libx264",
+         "-crf", "18", str(clip)],
+        check=True,
+    )  # fmt: skip
+    ladder = LADDER.model_copy(update={"codecs": ["vp9"]})
+    probed = probe(clip)
+    pkg = package_hls(
+        clip, probed, tmp_path / "hls", plan(probed, ladder), ladder, timeout_s=120, hwaccel="none"
+    )
+    assert [(r.rung, r.encoder, r.codecs[:5]) for r in pkg.renditions] == [
+        ("240p", "libvpx-vp9", "vp09."),
+        ("360p", "libvpx-vp9", "vp09."),
+    ]
+    assert all(v.stream_info.codecs.startswith("vp09.") for v in validate(pkg.master).playlists)
+
+
+def test_per_title_choices_scale_every_codec_of_a_rung() -> None:
+    plans = plan(_probe(1280, 720))
+    fitted = per_title.PerTitleLadder(
+        metric="vmaf",
+        points=[],
+        hull=[],
+        rungs=[per_title.ChosenRung("720p", 1280, 720, 2800, 1400, 93.0, 720, 1400.0)],
+        bits_saved=0.5,
+    )
+    refit = {(p.rung, p.codec): p for p in per_title.refit(plans, fitted)}
+    assert [refit[("720p", c)].bitrate_kbps for c in ("h264", "hevc", "av1")] == [1400, 900, 700]
+    assert refit[("720p", "h264")].maxrate_kbps == 1540
+    assert refit[("480p", "h264")].bitrate_kbps == 1400, "rungs the sweep did not price stay as they were"
+    assert [r.bitrate_kbps for r in per_title.fixed_rungs(plans)] == [400, 800, 1400, 2800]
