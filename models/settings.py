@@ -65,6 +65,14 @@ class Settings(BaseSettings):
         default=None,
         description="Path to a CTranslate2 Whisper model; the bundled tiny.en when unset.",
     )
+    asr_backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    shot_detector: Literal["transnetv2", "content", "adaptive", "threshold"] = "content"
+    text_model: str | None = Field(
+        default=None, description="A sentence-transformers folder; the bundled all-MiniLM-L6-v2 when unset."
+    )
+    videomae_checkpoint: str | None = Field(
+        default=None, description="A MCG-NJU/videomae-* folder; clip embeddings are skipped when unset."
+    )
     registered_model: str = "streamlake-recommender"
     seed: int = 42
     ffmpeg_timeout_s: float = 600.0
@@ -111,6 +119,11 @@ class Settings(BaseSettings):
     def packaged(self) -> Path:
         """HLS renditions, posters and subtitles: packaged/<media_id>/..."""
         return self.media_root / "packaged"
+
+    @property
+    def models_dir(self) -> Path:
+        """Model files we derive at run time (e.g. the openai-whisper checkpoint converted once)."""
+        return self.data_dir / "models"
 
     @property
     def mlflow_uri(self) -> str:

@@ -112,12 +112,13 @@ def summary(settings: Settings) -> str:
     from models.lake.schemas import ALL_TABLES
     from models.lake.tables import open_table
 
-    lines = [f"lake: {settings.lake_root}", f"{'table':<14} {'rows':>8} {'version':>8}"]
+    width = max(map(len, ALL_TABLES))
+    lines = [f"lake: {settings.lake_root}", f"{'table':<{width}} {'rows':>8} {'version':>8}"]
     for name in ALL_TABLES:
         table = open_table(settings, name)
         rows = table.count() if table is not None else 0
         version = table.version() if table is not None else "-"
-        lines.append(f"{name:<14} {rows:>8} {version:>8}")
+        lines.append(f"{name:<{width}} {rows:>8} {version:>8}")
     lines += [
         "",
         "next: make dev    -> Dagster UI on http://127.0.0.1:3000 (lineage, runs, asset checks)",

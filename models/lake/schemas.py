@@ -142,7 +142,7 @@ TRANSCRIPTS = _spec(
 SUBTITLES = _spec(
     "subtitles",
     ("media_id", "lang", "format"),
-    "Subtitle files written beside the renditions (WebVTT).",
+    "Subtitle files from the transcript (WebVTT, packaged as the HLS subtitles group, and SRT).",
     f("media_id", pa.string(), nullable=False),
     f("lang", pa.string(), nullable=False),
     f("format", pa.string(), nullable=False),
@@ -159,6 +159,52 @@ SHOTS = _spec(
     f("shot_idx", pa.int32(), nullable=False),
     f("start_s", pa.float64()),
     f("end_s", pa.float64()),
+)
+
+CHAPTERS = _spec(
+    "chapters",
+    ("media_id", "chapter_idx"),
+    "Chapters from shot boundaries and transcript topic shifts, titled from transcript keywords; "
+    "they cover the whole running time without overlap.",
+    f("media_id", pa.string(), nullable=False),
+    f("chapter_idx", pa.int32(), nullable=False),
+    f("start_s", pa.float64()),
+    f("end_s", pa.float64()),
+    f("title", pa.string()),
+)
+
+TEXT_EMBEDDINGS = _spec(
+    "text_embeddings",
+    ("media_id",),
+    "A sentence embedding (all-MiniLM-L6-v2 unless configured) of title + description + transcript, "
+    "for search and content-based recommendations.",
+    f("media_id", pa.string(), nullable=False),
+    f("model", pa.string()),
+    f("text", pa.string()),
+    f("embedding", pa.list_(pa.float32())),
+)
+
+CLIP_EMBEDDINGS = _spec(
+    "clip_embeddings",
+    ("media_id", "shot_idx"),
+    "VideoMAE embeddings of 16 frames sampled per shot (only when a checkpoint is configured).",
+    f("media_id", pa.string(), nullable=False),
+    f("shot_idx", pa.int32(), nullable=False),
+    f("model", pa.string()),
+    f("embedding", pa.list_(pa.float32())),
+    f("labels", pa.list_(pa.struct([f("label", pa.string()), f("score", pa.float64())]))),
+)
+
+CONTENT_LABELS = _spec(
+    "content_labels",
+    ("media_id", "source", "kind", "label"),
+    "Labels with a score and where they came from: text zero-shot (genre, mood, moderation), VideoMAE "
+    "(Kinetics, with a fine-tuned checkpoint), OCR words on shot stills, audio loudness and silence.",
+    f("media_id", pa.string(), nullable=False),
+    f("source", pa.string(), nullable=False),
+    f("kind", pa.string(), nullable=False),
+    f("label", pa.string(), nullable=False),
+    f("score", pa.float64()),
 )
 
 USERS = _spec(
@@ -254,6 +300,10 @@ ALL_TABLES: dict[str, TableSpec] = {
         TRANSCRIPTS,
         SUBTITLES,
         SHOTS,
+        CHAPTERS,
+        TEXT_EMBEDDINGS,
+        CLIP_EMBEDDINGS,
+        CONTENT_LABELS,
         USERS,
         VIEW_EVENTS,
         HOURLY_STATS,

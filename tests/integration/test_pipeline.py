@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import m3u8
+import numpy as np
 import polars as pl
 import pytest
 from mlflow import MlflowClient
@@ -134,6 +135,39 @@ def test_multi_shot_clip_has_shots(pipeline_lake: Settings) -> None:
     cuts = shots.filter(media_id=_item(pipeline_lake, "cuts.mp4")["media_id"]).sort("shot_idx")
     assert cuts.height > 5
     assert cuts["start_s"][0] == 0.0 and cuts["end_s"][-1] == pytest.approx(24.0, abs=0.1)
+
+
+def test_chapters_cover_every_item_without_gaps(pipeline_lake: Settings) -> None:
+    chapters = read_table(pipeline_lake, "chapters")
+    for item in read_table(pipeline_lake, "media_items").iter_rows(named=True):
+        mine = chapters.filter(media_id=item["media_id"]).sort("chapter_idx")
+        assert mine.height >= 1 and mine["start_s"][0] == 0.0
+        assert mine["end_s"][-1] == pytest.approx(item["duration_s"], abs=0.05)
+        assert mine["start_s"][1:].to_list() == mine["end_s"][:-1].to_list(), "contiguous, no overlap"
+        assert all(mine["title"].str.len_chars() > 0)
+
+
+def test_text_embeddings_find_the_weather_clip_for_a_weather_query(pipeline_lake: Settings) -> None:
+    from models.analysis.text_embeddings import embed_texts
+
+    rows = read_table(pipeline_lake, "text_embeddings")
+    assert rows.height == read_table(pipeline_lake, "media_items").height
+    vectors = np.array(rows["embedding"].to_list(), dtype=np.float32)
+    assert vectors.shape[1] == 384 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    query = embed_texts(["what is the weather forecast, will it rain"])[0]
+    best = rows["media_id"][int(np.argmax(vectors @ query))]
+    assert best == _item(pipeline_lake, "speech_weather.mp4")["media_id"]
+
+
+def test_content_labels_from_text_and_audio(pipeline_lake: Settings) -> None:
+    labels = read_table(pipeline_lake, "content_labels")
+    items = read_table(pipeline_lake, "media_items")
+    for item in items.iter_rows(named=True):
+        mine = labels.filter(media_id=item["media_id"])
+        assert set(mine.filter(source="text-zero-shot")["kind"]) >= {"moderation"}
+        has_audio = not mine.filter(source="audio", label="loudness_lufs").is_empty()
+        assert has_audio == (item["audio_codec"] is not None)
+    assert read_table(pipeline_lake, "clip_embeddings").is_empty(), "no VideoMAE checkpoint is configured"
 
 
 def test_hourly_stats_equal_a_direct_recomputation(pipeline_lake: Settings) -> None:
