@@ -1,21 +1,36 @@
-"""Content analysis: transcripts, WebVTT subtitles and shots per media item."""
+"""Content analysis: transcripts, subtitles (WebVTT and SRT) and shots per media item."""
 
 import dagster as dg
 
-from assets.common import StreamlakeResource, media_asset, media_source, write_metadata
+from assets.common import StreamlakeResource, media_asset, media_source, progress_logger, write_metadata
 from models.analysis.asr import Segment, transcribe
 from models.analysis.audio import load_audio
 from models.analysis.shots import detect_shots
-from models.analysis.subtitles import to_webvtt
+from models.analysis.subtitles import to_srt, to_webvtt
 from models.lake import tables
+from models.settings import Settings
+
+
+def transcript_segments(settings: Settings, media_id: str) -> list[Segment]:
+    """An item's transcript segments in order, as the analysis models take them."""
+    rows = tables.read_table(settings, "transcripts").filter(media_id=media_id).sort("segment_id")
+    return [Segment(r["segment_id"], r["start_s"], r["end_s"], r["text"]) for r in rows.iter_rows(named=True)]
 
 
 @media_asset("analysis", {"whisper"})
 def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) -> dg.MaterializeResult:
-    """Whisper (faster-whisper, bundled tiny.en unless configured) segments with word timings."""
+    """Whisper segments with word timings: the bundled tiny.en unless STREAMLAKE_WHISPER_MODEL names
+    another, on faster-whisper or openai-whisper (STREAMLAKE_ASR_BACKEND)."""
     settings, source, probed = media_source(streamlake, context.partition_key)
     audio = load_audio(source, probed, settings.ffmpeg_timeout_s)
-    transcript = transcribe(audio, settings.whisper_model)
+    transcript = transcribe(
+        audio,
+        settings.whisper_model,
+        backend=settings.asr_backend,
+        cache_dir=settings.models_dir,
+        progress=progress_logger(context, f"{context.partition_key} transcription"),
+    )
+    model = "whisper-tiny.en" if settings.whisper_model is None else settings.whisper_model
     rows = [
         {
             "media_id": context.partition_key,
@@ -25,7 +40,7 @@ def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResourc
             "text": seg.text,
             "lang": transcript.lang,
             "words": [vars(w) for w in seg.words],
-            "model": "whisper-tiny.en" if settings.whisper_model is None else settings.whisper_model,
+            "model": f"{model} ({transcript.backend})",
         }
         for seg in transcript.segments
     ]
@@ -40,27 +55,23 @@ def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource)
     master as a subtitles group."""
     settings = streamlake.settings()
     media_id = context.partition_key
-    segments = [
-        Segment(r["segment_id"], r["start_s"], r["end_s"], r["text"])
-        for r in tables.read_table(settings, "transcripts")
-        .filter(media_id=media_id)
-        .sort("segment_id")
-        .iter_rows(named=True)
-    ]
+    segments = transcript_segments(settings, media_id)
     rows = []
-    if segments:
-        target = settings.packaged / media_id / "subtitles" / "en.vtt"
+    for fmt, suffix, render in (("webvtt", "vtt", to_webvtt), ("srt", "srt", to_srt)):
+        if not segments:
+            break
+        target = settings.packaged / media_id / "subtitles" / f"en.{suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(to_webvtt(segments))
-        rows = [
+        target.write_text(render(segments))
+        rows.append(
             {
                 "media_id": media_id,
                 "lang": "en",
-                "format": "webvtt",
+                "format": fmt,
                 "path": str(target.relative_to(settings.packaged)),
                 "cue_count": len(segments),
             }
-        ]
+        )
     result = tables.replace_rows(settings, "subtitles", rows, where=("media_id", media_id))
     return dg.MaterializeResult(metadata=write_metadata(result, cues=len(segments)))
 

@@ -72,6 +72,19 @@ def media_asset(
     return table_asset(group, kinds, deps, partitioned=True)
 
 
+def progress_logger(context: dg.AssetExecutionContext, label: str) -> Callable[[float], None]:
+    """Log long work's progress at every quarter (the Dagster run log is the operator's progress bar)."""
+    reported = {0}
+
+    def report(done: float) -> None:
+        quarter = int(done * 4)
+        if quarter not in reported:
+            reported.add(quarter)
+            context.log.info(f"{label}: {quarter * 25}% done")
+
+    return report
+
+
 def media_source(streamlake: StreamlakeResource, media_id: str) -> tuple[Settings, Path, Probe]:
     """The partition's stored upload, re-probed (cheap) so every stage forces the same demuxer."""
     settings = streamlake.settings()

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 import dagster as dg
 import numpy as np
 
+from assets.analysis import transcript_segments
 from assets.common import StreamlakeResource, media_asset, media_source, write_metadata
 from models.analysis import labels as zero_shot_labels
-from models.analysis.asr import Segment
 from models.analysis.chapters import chapters as find_chapters
 from models.analysis.chapters import chapters_webvtt
 from models.analysis.ocr import ocr_frames, words_as_labels
@@ -26,11 +26,6 @@ def _embedder(model_path: str | None) -> Callable[[Sequence[str]], np.ndarray]:
     return functools.partial(embed_texts, model_path=model_path) if model_path else embed_texts
 
 
-def _segments(settings: Settings, media_id: str) -> list[Segment]:
-    rows = tables.read_table(settings, "transcripts").filter(media_id=media_id).sort("segment_id")
-    return [Segment(r["segment_id"], r["start_s"], r["end_s"], r["text"]) for r in rows.iter_rows(named=True)]
-
-
 def _shot_spans(settings: Settings, media_id: str) -> list[tuple[float, float]]:
     rows = tables.read_table(settings, "shots").filter(media_id=media_id, detector=settings.shot_detector)
     return [(r["start_s"], r["end_s"]) for r in rows.sort("shot_idx").iter_rows(named=True)]
@@ -45,7 +40,7 @@ def text_embeddings(
     settings = streamlake.settings()
     media_id = context.partition_key
     item = tables.read_table(settings, "media_items").filter(media_id=media_id).row(0, named=True)
-    spoken = " ".join(s.text for s in _segments(settings, media_id))
+    spoken = " ".join(s.text for s in transcript_segments(settings, media_id))
     text = item_text(item["title"], item["description"], spoken)
     vector = _embedder(settings.text_model)([text])[0]
     row = {
@@ -67,7 +62,7 @@ def chapters(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) 
     found = find_chapters(
         probed.duration_s,
         _shot_spans(settings, media_id),
-        _segments(settings, media_id),
+        transcript_segments(settings, media_id),
         embed=_embedder(settings.text_model),
     )
     track = settings.packaged / media_id / "chapters" / "chapters.vtt"

@@ -1,12 +1,11 @@
 """Transcode and package: the ABR ladder as HLS/CMAF renditions, and the images around it
 (poster, a thumbnail per shot, trickplay sprites)."""
 
-from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 
-from assets.common import StreamlakeResource, media_asset, media_source, write_metadata
+from assets.common import StreamlakeResource, media_asset, media_source, progress_logger, write_metadata
 from models.lake import tables
 from models.media import per_title
 from models.media import thumbnails as thumbs
@@ -23,19 +22,6 @@ def _subtitle_tracks(settings: Settings, media_id: str) -> list[SubtitleTrack]:
         SubtitleTrack(r["lang"], LANGUAGE_NAMES.get(r["lang"], r["lang"]), settings.packaged / r["path"])
         for r in rows.iter_rows(named=True)
     ]
-
-
-def _progress_logger(context: dg.AssetExecutionContext, label: str) -> Callable[[float], None]:
-    """Log an encode's progress at every quarter (the Dagster run log is the operator's progress bar)."""
-    reported = {0}
-
-    def report(done: float) -> None:
-        quarter = int(done * 4)
-        if quarter not in reported:
-            reported.add(quarter)
-            context.log.info(f"{label}: {quarter * 25}% encoded")
-
-    return report
 
 
 def _rendition_rows(settings: Settings, media_id: str, package: Package) -> list[dict]:
@@ -98,7 +84,7 @@ def renditions(context: dg.AssetExecutionContext, streamlake: StreamlakeResource
         ladder,
         timeout_s=settings.ffmpeg_timeout_s,
         hwaccel=settings.hwaccel,
-        progress=_progress_logger(context, media_id),
+        progress=progress_logger(context, f"{media_id} encode"),
         subtitles=_subtitle_tracks(settings, media_id),
         executor=settings.transcode_fanout,
         ray_address=settings.ray_address,

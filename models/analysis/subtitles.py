@@ -1,24 +1,39 @@
-"""WebVTT from transcript segments."""
+"""WebVTT and SRT from transcript segments: WebVTT for HLS players, SRT for editors and downloads."""
 
 from __future__ import annotations
 
 from models.analysis.asr import Segment
 
 
-def _timestamp(seconds: float) -> str:
-    millis = round(seconds * 1000)
+def _timestamp(seconds: float, sep: str = ".") -> str:
+    millis = max(round(seconds * 1000), 0)
     hours, rest = divmod(millis, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{millis:03d}"
+
+
+def _cue_text(text: str) -> str:
+    """A blank line ends a cue in both formats, so blank lines inside the text are dropped."""
+    return "\n".join(line for line in text.splitlines() if line.strip())
 
 
 def to_webvtt(segments: list[Segment]) -> str:
-    """One cue per segment; WebVTT forbids '-->' inside cue text, so it is escaped."""
+    """One cue per segment, its id the segment's; WebVTT forbids '-->' inside cue text, so it is escaped."""
     cues = [
-        f"{seg.segment_id + 1}\n{_timestamp(seg.start_s)} --> {_timestamp(seg.end_s)}\n"
-        f"{seg.text.replace('-->', '->')}\n"
+        f"{seg.segment_id + 1}\n{_timestamp(seg.start_s)} --> {_timestamp(seg.end_s)}\n{text}\n"
         for seg in segments
-        if seg.text
+        if (text := _cue_text(seg.text.replace("-->", "->")))
     ]
     return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def to_srt(segments: list[Segment]) -> str:
+    """One cue per non-empty segment, numbered 1, 2, 3... without gaps (SRT readers expect that,
+    so the numbers are not segment ids), with a comma before the milliseconds."""
+    texts = [(seg, text) for seg in segments if (text := _cue_text(seg.text))]
+    cues = [
+        f"{n}\n{_timestamp(seg.start_s, ',')} --> {_timestamp(seg.end_s, ',')}\n{text}\n"
+        for n, (seg, text) in enumerate(texts, start=1)
+    ]
+    return "\n".join(cues)

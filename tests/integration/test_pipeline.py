@@ -126,8 +126,10 @@ def test_speech_clips_are_transcribed_word_for_word(pipeline_lake: Settings) -> 
         words = transcripts.filter(media_id=media_id)["words"].explode().struct.unnest()
         assert (words["end_s"] >= words["start_s"]).all()
     subtitles = read_table(pipeline_lake, "subtitles")
-    vtt = (pipeline_lake.packaged / subtitles["path"][0]).read_text()
+    vtt = (pipeline_lake.packaged / subtitles.filter(format="webvtt")["path"][0]).read_text()
     assert vtt.startswith("WEBVTT") and "-->" in vtt
+    srt = (pipeline_lake.packaged / subtitles.filter(format="srt")["path"][0]).read_text()
+    assert srt.startswith("1\n") and " --> " in srt.splitlines()[1]
 
 
 def test_multi_shot_clip_has_shots(pipeline_lake: Settings) -> None:

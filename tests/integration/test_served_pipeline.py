@@ -78,7 +78,7 @@ def test_media_shows_renditions_and_subtitles(api: httpx.Client, pipeline_lake: 
     assert body["title"].startswith("Spoken")
     assert body["renditions"][0]["codec"] == "h264"
     assert (pipeline_lake.packaged / body["master_playlist"]).is_file()
-    assert body["subtitles"][0]["format"] == "webvtt"
+    assert sorted(s["format"] for s in body["subtitles"]) == ["srt", "webvtt"]
     missing = api.get("/media/0123456789abcdef")
     assert missing.status_code == 404
     assert missing.json()["detail"] == "unknown media_id '0123456789abcdef'"
