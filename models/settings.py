@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     videomae_checkpoint: str | None = Field(
         default=None, description="A MCG-NJU/videomae-* folder; clip embeddings are skipped when unset."
     )
+    aggregate_engine: Literal["polars", "spark"] = Field(
+        default="polars", description="Engine for the event aggregates; spark uses SPARK_REMOTE when set."
+    )
     registered_model: str = "streamlake-recommender"
     seed: int = 42
     ffmpeg_timeout_s: float = 600.0

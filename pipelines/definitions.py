@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import analysis, content, events, features, ingest, serving, training, transcode
+from assets import analysis, content, datasets, events, features, ingest, serving, training, transcode
 from models.settings import apply_offline_env
 from pipelines.jobs import analytics_job, hourly_stats_job, media_job, training_job
 from pipelines.resources import resources
@@ -15,7 +15,7 @@ apply_offline_env()
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(
-        [ingest, transcode, analysis, content, events, features, training, serving]
+        [ingest, transcode, analysis, content, datasets, events, features, training, serving]
     ),
     asset_checks=[ingest.media_items_expectations],
     jobs=[media_job, analytics_job, hourly_stats_job, training_job],

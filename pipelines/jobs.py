@@ -7,7 +7,7 @@ import dagster as dg
 from assets.common import media_partitions
 
 MEDIA_GROUPS = ("ingest", "transcode", "analysis")
-ANALYTICS_GROUPS = ("events", "features", "training", "serving")
+ANALYTICS_GROUPS = ("datasets", "events", "features", "training", "serving")
 
 media_job = dg.define_asset_job(
     "media_job",
@@ -22,7 +22,7 @@ analytics_job = dg.define_asset_job(
 )
 hourly_stats_job = dg.define_asset_job(
     "hourly_stats_job",
-    selection=dg.AssetSelection.assets("view_events", "hourly_stats"),
+    selection=dg.AssetSelection.assets("view_events", "hourly_stats", "user_stats", "co_watch"),
     description="Refresh view events and their hourly aggregates.",
 )
 training_job = dg.define_asset_job(

@@ -246,6 +246,39 @@ HOURLY_STATS = _spec(
     f("completion_rate", pa.float64()),
 )
 
+EVENTS_REJECTED = _spec(
+    "events_rejected",
+    ("event_id", "reason"),
+    "Events that failed validation, kept with the reason (the raw row as JSON); never silently dropped.",
+    f("event_id", pa.string(), nullable=False),
+    f("reason", pa.string(), nullable=False),
+    f("raw", pa.string()),
+    f("received_at", TS),
+)
+
+USER_STATS = _spec(
+    "user_stats",
+    ("user_id",),
+    "Per viewer: sessions, distinct titles, watch time, completion rate, last seen.",
+    f("user_id", pa.string(), nullable=False),
+    f("sessions", pa.int64()),
+    f("titles", pa.int64()),
+    f("watch_time_s", pa.float64()),
+    f("completion_rate", pa.float64()),
+    f("last_seen", TS),
+)
+
+CO_WATCH = _spec(
+    "co_watch",
+    ("media_a", "media_b"),
+    "Item pairs watched by the same viewer within a time window, weighted by how many viewers did "
+    "(media_a < media_b; the co-watch graph's edges).",
+    f("media_a", pa.string(), nullable=False),
+    f("media_b", pa.string(), nullable=False),
+    f("viewers", pa.int64()),
+    f("weight", pa.float64()),
+)
+
 COLD_START_USER = "*"  # recs_topk's user_id for the list that users no model knows get
 
 RECS_TOPK = _spec(
@@ -307,6 +340,9 @@ ALL_TABLES: dict[str, TableSpec] = {
         USERS,
         VIEW_EVENTS,
         HOURLY_STATS,
+        EVENTS_REJECTED,
+        USER_STATS,
+        CO_WATCH,
         RECS_TOPK,
         API_CATALOG,
     )

@@ -192,21 +192,27 @@ def insert_new(settings: Settings, name: str, rows: pa.Table | pl.DataFrame | li
     return _write(settings, name, rows, insert_only=True)
 
 
-DELETE_CHUNK = 500
-
-
 def _delete_rows(settings: Settings, spec: TableSpec, match: pl.DataFrame) -> None:
-    """Delete rows equal to match's rows on match's columns, in chunks, retrying conflicts."""
-    for start in range(0, match.height, DELETE_CHUNK):
-        chunk = match.slice(start, DELETE_CHUNK)
-        predicate = " OR ".join(_key_predicate(row) for row in chunk.iter_rows(named=True))
+    """Delete rows equal to match's rows on match's columns through a MERGE (typed values, no SQL
+    literals: timestamps and quotes need no escaping), retrying conflicts."""
+    schema = pa.schema([spec.schema.field(c) for c in match.columns])
+    source = match.to_arrow().cast(schema)
+    predicate = " AND ".join(f"t.{c} = s.{c}" for c in match.columns)
 
-        def attempt(predicate: str = predicate) -> None:
-            table = open_table(settings, spec.name)
-            if table is not None:
-                table.delete(predicate)
+    def attempt() -> None:
+        table = open_table(settings, spec.name)
+        if table is not None:
+            merger = table.merge(source=source, predicate=predicate, source_alias="s", target_alias="t")
+            merger.when_matched_delete().execute()
 
-        _with_retries(spec, attempt)
+    _with_retries(spec, attempt)
+
+
+def delete_rows(settings: Settings, name: str, match: pl.DataFrame) -> WriteResult:
+    """Delete the rows equal to match's rows on match's columns (e.g. a table's keys)."""
+    if not match.is_empty():
+        _delete_rows(settings, ALL_TABLES[name], match)
+    return _result(settings, name, rows_written=0)
 
 
 def delete_where_in(settings: Settings, name: str, column: str, values: list[str]) -> WriteResult:
@@ -240,11 +246,3 @@ def replace_rows(
         return result
     _delete_rows(settings, spec, stale)
     return _result(settings, name, result.rows_written)
-
-
-def _literal(value: object) -> str:
-    return "'" + str(value).replace("'", "''") + "'" if isinstance(value, str) else str(value)
-
-
-def _key_predicate(row: dict) -> str:
-    return "(" + " AND ".join(f"{k} = {_literal(v)}" for k, v in row.items()) + ")"

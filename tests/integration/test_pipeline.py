@@ -172,6 +172,13 @@ def test_content_labels_from_text_and_audio(pipeline_lake: Settings) -> None:
     assert read_table(pipeline_lake, "clip_embeddings").is_empty(), "no VideoMAE checkpoint is configured"
 
 
+def test_movielens_100k_is_imported_for_offline_evaluation(pipeline_lake: Settings) -> None:
+    from models.datasets.movielens import load_ml100k
+
+    users, items, ratings = load_ml100k(pipeline_lake)
+    assert (users.height, items.height, ratings.height) == (943, 1682, 100_000)
+
+
 def test_hourly_stats_equal_a_direct_recomputation(pipeline_lake: Settings) -> None:
     events = read_table(pipeline_lake, "view_events")
     sessions: dict[str, dict] = {}
@@ -199,6 +206,16 @@ def test_hourly_stats_equal_a_direct_recomputation(pipeline_lake: Settings) -> N
         assert row["unique_viewers"] == len(cell["users"])
         assert row["watch_time_s"] == pytest.approx(cell["watch"], abs=1e-6)
         assert row["completion_rate"] == pytest.approx(cell["done"] / cell["views"], abs=1e-6)
+
+
+def test_user_stats_and_the_co_watch_graph_cover_the_events(pipeline_lake: Settings) -> None:
+    events = read_table(pipeline_lake, "view_events")
+    users = read_table(pipeline_lake, "user_stats")
+    assert sorted(users["user_id"]) == sorted(events["user_id"].unique())
+    assert users["sessions"].sum() == events["session_id"].n_unique()
+    pairs = read_table(pipeline_lake, "co_watch")
+    assert pairs.height > 0 and (pairs["media_a"] < pairs["media_b"]).all()
+    assert pairs["weight"].is_between(0, 1).all()
 
 
 def test_view_events_hold_each_event_once(pipeline_lake: Settings) -> None:

@@ -93,7 +93,7 @@ def test_a_grown_catalog_replaces_superseded_sessions_and_keeps_real_events(lake
     )
     assert table.filter(session_id="player-session").height == 1
     again = record_simulated(lake, second)
-    assert again.rows_written == 0
+    assert again.accepted == 0 and again.write.rows_written == 0
 
 
 def test_empty_catalog_simulates_nothing() -> None:

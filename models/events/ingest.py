@@ -1,0 +1,280 @@
+"""One way in for player events, whether a batch job or POST /events sends them.
+
+Producers are at-least-once; view_events must be exactly-once. So every row is validated on its
+own (a bad row is kept in events_rejected with a reason the producer can act on, and never sinks
+the batch), valid rows are deduplicated in the batch and against the table (Delta MERGE inserts
+only unseen event_ids), and the hours the new events touch are handed back so hourly_stats can be
+refreshed for just those hours, late events included.
+
+Decisions a producer may care about:
+
+- Unknown fields are ignored (producers may add fields before the schema does); they are not stored,
+  but a rejected row's raw JSON keeps them.
+- Ids are opaque strings: numbers are "not a string", blank strings are "empty".
+- event_type is case-sensitive, one of EVENT_TYPES. position_s must be a JSON number (not a
+  numeric string), finite, 0 <= position_s <= 7 days.
+- ts is an ISO-8601 string with an offset (or "Z") or a tz-aware datetime; naive times are
+  ambiguous and rejected; ts more than 5 minutes after received_at is rejected (clock skew).
+  Sub-microsecond digits are dropped.
+- An event_id seen twice keeps its first valid copy, in the batch and across batches; later copies
+  count as duplicates even if their fields differ (logged as a warning).
+- Rejections are keyed (event_id, reason), or (sha256 of the raw row, reason) when the id itself is
+  unusable, and written insert-only: a replay adds nothing and the first received_at stays.
+  A row with several problems gets one rejection per problem.
+
+Reasons read "<field>: <problem>", e.g. "position_s: negative" (see validate_event).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from models.events.aggregates import hourly_stats, sessions
+from models.lake import tables
+from models.lake.schemas import HOURLY_STATS, VIEW_EVENTS
+from models.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("play", "pause", "seek", "heartbeat", "complete")
+ID_FIELDS = ("event_id", "user_id", "media_id", "session_id")
+OPTIONAL_TEXT_FIELDS = ("device", "tier")
+MAX_POSITION_S = 7 * 86_400.0
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+EVENT_SCHEMA = pl.Schema(
+    {
+        name: pl.Datetime("us", "UTC") if name == "ts" else pl.Float64 if name == "position_s" else pl.String
+        for name in VIEW_EVENTS.schema.names
+    }
+)
+STAT_KEYS = list(HOURLY_STATS.keys)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int  # rows inserted into view_events
+    duplicates: int  # valid rows not inserted: repeated in the batch or already in the table
+    rejected: int  # input rows that failed validation (each kept in events_rejected)
+    affected_hours: list[tuple[str, datetime]]  # (media_id, UTC hour) of the inserted events
+    write: tables.WriteResult  # view_events after the insert
+
+    def metadata(self) -> dict[str, int | str]:
+        """What an asset or the API reports about a batch."""
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "affected_hours": len(self.affected_hours),
+            **self.write.metadata(),
+        }
+
+
+def _text_problem(value: object) -> str | None:
+    if value is None:
+        return "missing"
+    if not isinstance(value, str):
+        return "not a string"
+    return None if value.strip() else "empty"
+
+
+def _position(value: object) -> tuple[float | None, str | None]:
+    if value is None:
+        return None, "missing"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None, "not a number"
+    position = float(value)
+    if not math.isfinite(position):
+        return None, "not finite"
+    if position < 0:
+        return None, "negative"
+    if position > MAX_POSITION_S:
+        return None, "over 7 days"
+    return position, None
+
+
+def _timestamp(value: object, received_at: datetime) -> tuple[datetime | None, str | None]:
+    if value is None:
+        return None, "missing"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None, "not an ISO-8601 timestamp"
+    if not isinstance(value, datetime):
+        return None, "not a timestamp (ISO-8601 string or datetime)"
+    if value.tzinfo is None or value.utcoffset() is None:
+        return None, "no timezone (ambiguous)"
+    try:
+        ts = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None, "out of range"
+    if ts > received_at + MAX_CLOCK_SKEW:
+        return None, "more than 5 minutes after received_at"
+    return ts, None
+
+
+def validate_event(row: object, received_at: datetime) -> tuple[dict[str, Any] | None, list[str]]:
+    """The row as a view_events row, or None and every reason it is not one."""
+    if not isinstance(row, Mapping):
+        return None, ["row: not a JSON object"]
+    reasons = [f"{name}: {p}" for name in ID_FIELDS if (p := _text_problem(row.get(name)))]
+    event_type = row.get("event_type")
+    if event_type is None:
+        reasons.append("event_type: missing")
+    elif event_type not in EVENT_TYPES:
+        reasons.append(f"event_type: not one of {', '.join(EVENT_TYPES)}")
+    position, problem = _position(row.get("position_s"))
+    if problem:
+        reasons.append(f"position_s: {problem}")
+    ts, problem = _timestamp(row.get("ts"), received_at)
+    if problem:
+        reasons.append(f"ts: {problem}")
+    reasons += [
+        f"{name}: not a string"
+        for name in OPTIONAL_TEXT_FIELDS
+        if row.get(name) is not None and not isinstance(row.get(name), str)
+    ]
+    if reasons:
+        return None, reasons
+    event = {name: row.get(name) for name in EVENT_SCHEMA.names()}
+    return {**event, "position_s": position, "ts": ts}, []
+
+
+def _raw_json(row: object) -> str:
+    """The row as a producer sent it, deterministic so its hash names it across replays."""
+    if isinstance(row, Mapping):
+        row = {str(key): value for key, value in row.items()}
+    try:
+        return json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return json.dumps(repr(row))
+
+
+def _rejection_id(row: object, raw: str) -> str:
+    event_id = row.get("event_id") if isinstance(row, Mapping) else None
+    if isinstance(event_id, str) and event_id.strip():
+        return event_id
+    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _as_rows(rows: Sequence[Mapping[str, Any]] | pl.DataFrame) -> Sequence[object]:
+    return rows.to_dicts() if isinstance(rows, pl.DataFrame) else rows
+
+
+def _hours(frame: pl.DataFrame) -> list[tuple[str, datetime]]:
+    pairs = frame.select("media_id", pl.col("ts").dt.truncate("1h").alias("hour")).unique()
+    return [(media_id, hour) for media_id, hour in pairs.sort("media_id", "hour").iter_rows()]
+
+
+def ingest_events(
+    settings: Settings,
+    rows: Sequence[Mapping[str, Any]] | pl.DataFrame,
+    received_at: datetime | None = None,
+) -> IngestResult:
+    """Validate, deduplicate and insert a batch; a replay of the same batch commits nothing.
+
+    affected_hours may over-report when another writer inserts the same events concurrently
+    (refreshing an hour twice is harmless); it never misses an hour this call inserted into.
+    """
+    if received_at is not None and received_at.tzinfo is None:
+        raise ValueError("ingest_events needs a tz-aware received_at (naive ones are ambiguous)")
+    received_at = (received_at or datetime.now(UTC)).astimezone(UTC)
+    valid: list[dict[str, Any]] = []
+    rejections: list[dict[str, Any]] = []
+    rejected = 0
+    for row in _as_rows(rows):
+        event, reasons = validate_event(row, received_at)
+        if event is not None:
+            valid.append(event)
+            continue
+        rejected += 1
+        raw = _raw_json(row)
+        key = _rejection_id(row, raw)
+        rejections += [
+            {"event_id": key, "reason": r, "raw": raw, "received_at": received_at} for r in reasons
+        ]
+    if rejections:
+        tables.insert_new(settings, "events_rejected", rejections)
+
+    batch = pl.DataFrame(valid, schema=EVENT_SCHEMA)
+    unique = batch.unique(subset="event_id", keep="first", maintain_order=True)
+    conflicting = batch.unique().height - unique.height
+    if conflicting:
+        log.warning(
+            "%d repeated event_ids in the batch differ from their first copy; kept the first", conflicting
+        )
+    known = tables.read_table(settings, "view_events", columns=["event_id"])
+    fresh = unique.join(known, on="event_id", how="anti")
+    write = tables.insert_new(settings, "view_events", fresh)
+    result = IngestResult(
+        accepted=write.rows_written,
+        duplicates=len(valid) - write.rows_written,
+        rejected=rejected,
+        affected_hours=_hours(fresh),
+        write=write,
+    )
+    log.info("ingested events: %s", result.metadata())
+    return result
+
+
+def _pairs(affected: Sequence[tuple[str, datetime]]) -> pl.DataFrame:
+    if any(hour.tzinfo is None for _, hour in affected):
+        raise ValueError("refresh_hours needs tz-aware hours (naive ones are ambiguous)")
+    frame = pl.DataFrame(
+        {"media_id": [m for m, _ in affected], "hour": [h.astimezone(UTC) for _, h in affected]},
+        schema={"media_id": pl.String, "hour": pl.Datetime("us", "UTC")},
+    )
+    return frame.with_columns(pl.col("hour").dt.truncate("1h")).unique()
+
+
+def _current(settings: Settings, rows_written: int) -> tables.WriteResult:
+    table = tables.open_table(settings, HOURLY_STATS.name)
+    if table is None:
+        return tables.WriteResult(HOURLY_STATS.name, -1, rows_written, 0)
+    return tables.WriteResult(HOURLY_STATS.name, table.version(), rows_written, table.count())
+
+
+def refresh_hours(settings: Settings, affected: Sequence[tuple[str, datetime]]) -> tables.WriteResult:
+    """Recompute hourly_stats for the (media_id, hour) pairs new events touched, and no others.
+
+    Stats group sessions by their start hour, so a late event can change the row of the hour its
+    session started in, or move the start to an earlier hour. The recomputed pairs are therefore
+    every hour any event of a touched session falls in (old and new start hours among them), and
+    each is rebuilt from all sessions starting in it. Rows that no longer have sessions are deleted;
+    unchanged rows are not rewritten.
+    """
+    pairs = _pairs(affected)
+    if pairs.is_empty():
+        return _current(settings, 0)
+    columns = ["user_id", "media_id", "session_id", "event_type", "position_s", "ts"]
+    events = tables.read_table(settings, VIEW_EVENTS.name, columns=columns).lazy()
+    hour = pl.col("ts").dt.truncate("1h").alias("hour")
+    touched = events.with_columns(hour).join(pairs.lazy(), on=STAT_KEYS, how="semi").select("session_id")
+    session_hours = events.join(touched, on="session_id", how="semi").select("media_id", hour)
+    targets = pl.concat([pairs.lazy(), session_hours]).unique().collect()
+    starting = (
+        sessions(events)
+        .select("session_id", "media_id", pl.col("started_at").dt.truncate("1h").alias("hour"))
+        .join(targets.lazy(), on=STAT_KEYS, how="semi")
+        .select("session_id")
+    )
+    stats = hourly_stats(events.join(starting, on="session_id", how="semi")).collect()
+    result = tables.upsert(settings, HOURLY_STATS.name, stats)
+    existing = tables.read_table(settings, HOURLY_STATS.name, columns=STAT_KEYS)
+    stale = existing.join(targets, on=STAT_KEYS, how="semi").join(stats, on=STAT_KEYS, how="anti")
+    if stale.is_empty():
+        return result
+    tables.delete_rows(settings, HOURLY_STATS.name, stale)
+    log.info("hourly_stats: deleted %d rows whose sessions moved to another hour", stale.height)
+    return _current(settings, result.rows_written)
