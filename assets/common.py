@@ -4,7 +4,7 @@ These live here rather than in pipelines/ because asset decorators need them and
 models <- assets <- pipelines.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,13 @@ def media_asset(
     """A per-item table asset, depending on the same partition of its upstream assets."""
     deps = [dg.AssetDep(name, partition_mapping=dg.IdentityPartitionMapping()) for name in upstream]
     return table_asset(group, kinds, deps, partitioned=True)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> dg.MetadataValue:
+    """A small table for the Dagster UI's materialization metadata."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))
 
 
 def progress_logger(context: dg.AssetExecutionContext, label: str) -> Callable[[float], None]:

@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 
 from assets.analysis import transcript_segments
-from assets.common import StreamlakeResource, media_asset, media_source, write_metadata
+from assets.common import StreamlakeResource, markdown_table, media_asset, media_source, write_metadata
 from models.analysis import labels as zero_shot_labels
 from models.analysis.chapters import chapters as find_chapters
 from models.analysis.chapters import chapters_webvtt
@@ -73,11 +73,12 @@ def chapters(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) 
         for c in found
     ]
     result = tables.replace_rows(settings, "chapters", rows, where=("media_id", media_id))
-    table = "\n".join(f"| {c.idx} | {c.start_s:.1f}–{c.end_s:.1f} s | {c.title} |" for c in found)
     return dg.MaterializeResult(
         metadata=write_metadata(
             result,
-            chapters=dg.MetadataValue.md("| # | span | title |\n|---|---|---|\n" + table),
+            chapters=markdown_table(
+                ["#", "span", "title"], ((c.idx, f"{c.start_s:.1f}–{c.end_s:.1f} s", c.title) for c in found)
+            ),
             track=dg.MetadataValue.path(str(track)),
         )
     )
@@ -165,10 +166,12 @@ def content_labels(context: dg.AssetExecutionContext, streamlake: StreamlakeReso
         for (source_, kind, name), score in sorted(best.items())
     ]
     result = tables.replace_rows(settings, "content_labels", rows, where=("media_id", media_id))
-    preview = "\n".join(f"| {r['source']} | {r['kind']} | {r['label']} | {r['score']:.3g} |" for r in rows)
     return dg.MaterializeResult(
         metadata=write_metadata(
             result,
-            labels=dg.MetadataValue.md("| source | kind | label | score |\n|---|---|---|---|\n" + preview),
+            labels=markdown_table(
+                ["source", "kind", "label", "score"],
+                ((r["source"], r["kind"], r["label"], f"{r['score']:.3g}") for r in rows),
+            ),
         )
     )

@@ -8,10 +8,13 @@ from models.lake import tables
 
 
 @dg.asset(
-    group_name="features", deps=["hourly_stats", "users"], kinds={"feast", "duckdb", "sqlite"}, owners=[OWNER]
+    group_name="features",
+    deps=["hourly_stats", "users", "user_stats"],
+    kinds={"feast", "duckdb", "sqlite"},
+    owners=[OWNER],
 )
 def feast_online_features(streamlake: StreamlakeResource) -> dg.MaterializeResult:
-    """`feast apply` + materialize: media hourly stats and user profiles into the online store.
+    """`feast apply` + materialize: media hourly stats, user profiles and user stats into the online store.
 
     Materializes up to the newest event hour in the lake (not wall-clock now), so a re-run over
     the same data loads the same rows.

@@ -31,6 +31,15 @@ PROJECT = "streamlake"  # the same name as feature_store.yaml's project
 # (the model reads that as no recent activity) rather than a week-old hour.
 MEDIA_STATS_TTL = timedelta(days=2)
 
+# media_stats renames hourly_stats' columns so they read as what they are (one hour of one item)
+# and cannot collide with user_stats' watch_time_s / completion_rate in a training frame.
+MEDIA_STATS_FIELDS = {
+    "views": "hourly_views",
+    "unique_viewers": "hourly_unique_viewers",
+    "watch_time_s": "hourly_watch_time_s",
+    "completion_rate": "hourly_completion_rate",
+}
+
 
 def default_lake_root() -> str:
     """The lake root the same way models.settings resolves it, from the environment."""
@@ -101,6 +110,22 @@ def build(lake_root: str) -> dict[str, object]:
         description="Delta table users.",
     )
 
+    media_stats_source = FileSource(
+        name="media_stats_hourly",
+        path=f"{lake}/hourly_stats",
+        file_format=DeltaFormat(),
+        timestamp_field="hour",
+        field_mapping=MEDIA_STATS_FIELDS,
+        description="Delta table hourly_stats again, with columns renamed for media_stats.",
+    )
+    user_stats_source = FileSource(
+        name="user_stats",
+        path=f"{lake}/user_stats",
+        file_format=DeltaFormat(),
+        timestamp_field="last_seen",
+        description="Delta table user_stats (one row per viewer, as of last_seen).",
+    )
+
     media_hourly_stats = FeatureView(
         name="media_hourly_stats",
         entities=[media],
@@ -131,10 +156,49 @@ def build(lake_root: str) -> dict[str, object]:
         online=True,
         description="Subscription tier, country and device of a viewer.",
     )
+    media_stats = FeatureView(
+        name="media_stats",
+        entities=[media],
+        ttl=MEDIA_STATS_TTL,
+        schema=[
+            Field(name="media_id", dtype=String),
+            Field(name="hourly_views", dtype=Int64),
+            Field(name="hourly_unique_viewers", dtype=Int64),
+            Field(name="hourly_watch_time_s", dtype=Float64),
+            Field(name="hourly_completion_rate", dtype=Float64),
+        ],
+        source=media_stats_source,
+        online=True,
+        description=(
+            "Popularity and completion of a media item as an hourly time series: a training row "
+            "gets the last hour at or before its timestamp; null past the TTL stands for 'not "
+            "watched recently' (recency)."
+        ),
+    )
+    user_stats = FeatureView(
+        name="user_stats",
+        entities=[user],
+        ttl=timedelta(0),  # lifetime totals: old is still true, just not newer
+        schema=[
+            Field(name="user_id", dtype=String),
+            Field(name="sessions", dtype=Int64),
+            Field(name="titles", dtype=Int64),
+            Field(name="watch_time_s", dtype=Float64),
+            Field(name="completion_rate", dtype=Float64),
+        ],
+        source=user_stats_source,
+        online=True,
+        description=(
+            "A viewer's sessions, distinct titles, watch time and completion rate as of last_seen. "
+            "The table keeps one row per viewer, so rows before a viewer's last_seen get null."
+        ),
+    )
     recommender = FeatureService(
         name="recommender",
-        features=[media_hourly_stats, user_profile],
-        description="What the recommender reads at training and serving time.",
+        features=[media_hourly_stats, user_profile, media_stats, user_stats],
+        # user_stats and media_hourly_stats share watch_time_s and completion_rate: read the
+        # service with full_feature_names=True (view__feature), as training_set does.
+        description="What the recommender reads at training and serving time (full feature names).",
     )
     return {
         "project": project,
@@ -142,8 +206,12 @@ def build(lake_root: str) -> dict[str, object]:
         "user": user,
         "hourly_stats_source": hourly_stats_source,
         "users_source": users_source,
+        "media_stats_source": media_stats_source,
+        "user_stats_source": user_stats_source,
         "media_hourly_stats": media_hourly_stats,
         "user_profile": user_profile,
+        "media_stats": media_stats,
+        "user_stats": user_stats,
         "recommender": recommender,
     }
 
@@ -159,4 +227,8 @@ hourly_stats_source = _objects["hourly_stats_source"]
 users_source = _objects["users_source"]
 media_hourly_stats = _objects["media_hourly_stats"]
 user_profile = _objects["user_profile"]
+media_stats_source = _objects["media_stats_source"]
+user_stats_source = _objects["user_stats_source"]
+media_stats = _objects["media_stats"]
+user_stats = _objects["user_stats"]
 recommender = _objects["recommender"]

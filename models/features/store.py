@@ -30,6 +30,10 @@ PROJECT = "streamlake"
 DEFINITIONS_FILE = "streamlake_features.py"
 MEDIA_VIEW = "media_hourly_stats"
 USER_VIEW = "user_profile"
+MEDIA_STATS_VIEW = "media_stats"
+USER_STATS_VIEW = "user_stats"
+# Every view the online store serves, in the order apply_and_materialize reports them.
+ONLINE_VIEWS = (MEDIA_VIEW, USER_VIEW, MEDIA_STATS_VIEW, USER_STATS_VIEW)
 MEDIA_FEATURES = ("views", "unique_viewers", "watch_time_s", "avg_watch_time_s", "completion_rate")
 USER_FEATURES = ("tier", "country", "device")
 # Materialize from the start of time: the newest row per entity may be old (an item nobody
@@ -140,6 +144,11 @@ def _online_entity_count(settings: Settings, view: Any) -> int:
     return int(row[0]) if row else 0
 
 
+def source_table(view: Any) -> str:
+    """The lake table a view reads: its source path's last folder (two sources may share one)."""
+    return Path(view.batch_source.path).name
+
+
 def apply_and_materialize(settings: Settings, end: datetime) -> dict[str, Any]:
     """`feast apply` plus materialize(EPOCH, end) into the online store; safe to re-run.
 
@@ -152,8 +161,8 @@ def apply_and_materialize(settings: Settings, end: datetime) -> dict[str, Any]:
     store = feature_store(settings)
     store.apply(list(objects.values()))
 
-    views = [objects[MEDIA_VIEW], objects[USER_VIEW]]
-    ready = [v.name for v in views if open_table(settings, v.batch_source.name) is not None]
+    views = [objects[name] for name in ONLINE_VIEWS]
+    ready = [v.name for v in views if open_table(settings, source_table(v)) is not None]
     if ready:
         store.materialize(start_date=EPOCH, end_date=end, feature_views=ready)
     return {
@@ -181,6 +190,19 @@ def online_features(
     frame = pl.from_arrow(response.to_arrow())
     assert isinstance(frame, pl.DataFrame)
     return frame.select("media_id", *features)
+
+
+def online_view(
+    settings: Settings, view: str, join_key: str, ids: list[str], features: tuple[str, ...]
+) -> pl.DataFrame:
+    """One view's materialized features, one row per id in input order (nulls when unknown)."""
+    response = feature_store(settings).get_online_features(
+        features=[f"{view}:{name}" for name in features],
+        entity_rows=[{join_key: value} for value in ids],
+    )
+    frame = pl.from_arrow(response.to_arrow())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(join_key, *features)
 
 
 def _default_features(entity_df: pl.DataFrame) -> list[str]:
@@ -217,4 +239,30 @@ def historical_features(
     result = pl.from_arrow(job.to_arrow())
     assert isinstance(result, pl.DataFrame)
     feature_columns = [c for c in result.columns if c not in entity_df.columns and c != order]
+    return result.sort(order).select(*entity_df.columns, *feature_columns)
+
+
+def training_set(settings: Settings, entity_df: pl.DataFrame, features: list[str]) -> pl.DataFrame:
+    """Point-in-time features for training rows (user_id, media_id, event_timestamp).
+
+    Columns are named `view__feature`: user_stats and media_hourly_stats both have watch_time_s
+    and completion_rate, and a training frame must say which one it holds. Each row gets the
+    newest feature row at or before its event_timestamp, never a later one (no label leakage).
+    """
+    missing = [c for c in ("user_id", "media_id", "event_timestamp") if c not in entity_df.columns]
+    if missing:
+        raise ValueError(f"entity_df lacks columns {missing}")
+    if not features:
+        raise ValueError("name at least one feature as 'view:feature'")
+    timestamps = entity_df.get_column("event_timestamp")
+    if isinstance(timestamps.dtype, pl.Datetime) and timestamps.dtype.time_zone is None:
+        entity_df = entity_df.with_columns(pl.col("event_timestamp").dt.replace_time_zone("UTC"))
+    order = "__streamlake_row"
+    frame = entity_df.with_row_index(order).to_pandas()
+    job = feature_store(settings).get_historical_features(
+        entity_df=frame, features=features, full_feature_names=True
+    )
+    result = pl.from_arrow(job.to_arrow())
+    assert isinstance(result, pl.DataFrame)
+    feature_columns = [ref.replace(":", "__") for ref in features]
     return result.sort(order).select(*entity_df.columns, *feature_columns)

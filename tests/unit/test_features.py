@@ -38,12 +38,38 @@ def stats(media_id: str, h: int, views: int, completion: float) -> dict:
     }
 
 
-HOURLY = [stats("m1", 1, 10, 0.5), stats("m1", 3, 20, 0.6), stats("m2", 2, 4, 0.1)]
+# m3 is the point-in-time case: one view at 10 h, fifty at 12 h.
+HOURLY = [
+    stats("m1", 1, 10, 0.5),
+    stats("m1", 3, 20, 0.6),
+    stats("m2", 2, 4, 0.1),
+    stats("m3", 10, 1, 0.2),
+    stats("m3", 12, 50, 0.8),
+]
 USERS = [
     {"user_id": "u1", "tier": "free", "country": "DE", "device": "tv", "signup_ts": hour(0)},
     {"user_id": "u2", "tier": "premium", "country": "FR", "device": "web", "signup_ts": hour(5)},
 ]
-END = hour(6)
+USER_STATS = [
+    {
+        "user_id": "u1",
+        "sessions": 3,
+        "titles": 2,
+        "watch_time_s": 300.0,
+        "completion_rate": 0.5,
+        "last_seen": hour(4),
+    },
+    {
+        "user_id": "u2",
+        "sessions": 7,
+        "titles": 5,
+        "watch_time_s": 900.0,
+        "completion_rate": 0.9,
+        "last_seen": hour(8),
+    },
+]
+END = hour(13)
+VIEWS = ["media_hourly_stats", "user_profile", "media_stats", "user_stats"]
 
 
 def make_lake(data_dir: Path) -> Settings:
@@ -54,6 +80,7 @@ def make_lake(data_dir: Path) -> Settings:
         assert settings.lake_root == str(data_dir / "lake")
     upsert(settings, "hourly_stats", HOURLY)
     upsert(settings, "users", USERS)
+    upsert(settings, "user_stats", USER_STATS)
     return settings
 
 
@@ -69,14 +96,16 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict]:
 
 def test_materialize_summary_and_idempotent_rerun(lake: tuple[Settings, dict]) -> None:
     settings, summary = lake
-    assert summary["materialized_views"] == ["media_hourly_stats", "user_profile"]
-    assert summary["online_entity_rows"] == {"media_hourly_stats": 2, "user_profile": 2}
+    assert summary["materialized_views"] == VIEWS
+    assert summary["online_entity_rows"] == dict(zip(VIEWS, [3, 2, 3, 2], strict=True))
     assert Path(summary["registry_path"]).is_file()
     assert Path(summary["registry_path"]).parent == settings.data_dir
     again = store.apply_and_materialize(settings, END)
     assert again == summary
     names = sorted(v.name for v in store.feature_store(settings).list_feature_views())
-    assert names == ["media_hourly_stats", "user_profile"]
+    assert names == sorted(VIEWS)
+    service = store.feature_store(settings).get_feature_service("recommender")
+    assert sorted(p.name for p in service.feature_view_projections) == sorted(VIEWS)
 
 
 def test_online_features_are_the_latest_rows(lake: tuple[Settings, dict]) -> None:
@@ -173,5 +202,62 @@ def test_feast_cli_applies_the_repo_to_another_data_dir(tmp_path: Path) -> None:
     assert "media_hourly_stats" in done.stdout
     assert store.registry_path(settings).is_file()
     views = {v.name: v for v in store.feature_store(settings).list_feature_views()}
-    assert sorted(views) == ["media_hourly_stats", "user_profile"]
+    assert sorted(views) == sorted(VIEWS)
     assert views["media_hourly_stats"].batch_source.path == f"{data_dir}/lake/hourly_stats"
+
+
+MEDIA_STATS = [
+    f"media_stats:{n}" for n in ("hourly_views", "hourly_unique_viewers", "hourly_completion_rate")
+]
+USER_STATS_REFS = [f"user_stats:{n}" for n in ("sessions", "titles", "watch_time_s", "completion_rate")]
+
+
+def test_training_set_never_sees_a_later_value(lake: tuple[Settings, dict]) -> None:
+    """m3 has 1 view at 10 h and 50 at 12 h; u2's stats are as of 8 h: nothing leaks backwards."""
+    settings, _ = lake
+    entity_df = pl.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u2", "u1"],
+            "media_id": ["m3", "m3", "m3", "m3"],
+            "event_timestamp": [hour(11), hour(13), hour(9), hour(7)],
+        }
+    )
+    out = store.training_set(settings, entity_df, MEDIA_STATS + USER_STATS_REFS)
+    assert out.columns[:3] == ["user_id", "media_id", "event_timestamp"]
+    assert out["user_id"].to_list() == ["u1", "u2", "u2", "u1"]
+    assert out["media_stats__hourly_views"].to_list() == [1, 50, None, None]
+    assert out["media_stats__hourly_completion_rate"].to_list() == [0.2, 0.8, None, None]
+    assert out["user_stats__sessions"].to_list() == [3, 7, 7, 3]
+    assert out["user_stats__watch_time_s"].to_list() == [300.0, 900.0, 900.0, 300.0]
+    before = pl.DataFrame({"user_id": ["u2"], "media_id": ["m3"], "event_timestamp": [hour(5)]})
+    early = store.training_set(settings, before, USER_STATS_REFS)
+    assert early.row(0, named=True)["user_stats__sessions"] is None  # last_seen 8 h is later
+    with pytest.raises(ValueError, match="lacks columns"):
+        store.training_set(settings, before.drop("user_id"), USER_STATS_REFS)
+
+
+def test_online_values_equal_the_offline_latest(lake: tuple[Settings, dict]) -> None:
+    """After materializing up to END, each entity's online row is what the offline store
+    returns at END, and that is the lake's newest row."""
+    settings, _ = lake
+    cases = [
+        ("media_stats", "media_id", ["m1", "m2", "m3"], MEDIA_STATS),
+        ("user_stats", "user_id", ["u1", "u2"], USER_STATS_REFS),
+    ]
+    for view, key, ids, refs in cases:
+        names = tuple(ref.split(":")[1] for ref in refs)
+        online = store.online_view(settings, view, key, ids, names)
+        entity_df = pl.DataFrame({key: ids, "event_timestamp": [END] * len(ids)})
+        offline = store.historical_features(settings, entity_df, refs).select(key, *names)
+        assert online.to_dicts() == offline.to_dicts(), view
+    lake_latest = {row["media_id"]: row["views"] for row in HOURLY}  # HOURLY is in time order
+    online = store.online_view(settings, "media_stats", "media_id", ["m1", "m2", "m3"], ("hourly_views",))
+    assert dict(online.iter_rows()) == lake_latest
+    # The recommender service spans views that share feature names: read it with full names.
+    fs = store.feature_store(settings)
+    served = fs.get_online_features(
+        features=fs.get_feature_service("recommender"),
+        entity_rows=[{"user_id": "u2", "media_id": "m3"}],
+        full_feature_names=True,
+    ).to_dict()
+    assert (served["media_stats__hourly_views"], served["user_stats__sessions"]) == ([50], [7])
