@@ -3,12 +3,18 @@
 import dagster as dg
 
 from assets.common import StreamlakeResource, media_asset, media_source, progress_logger, write_metadata
-from models.analysis.asr import Segment, transcribe
+from models.analysis.asr import Segment, transcribe, transcript_text
 from models.analysis.audio import load_audio
 from models.analysis.shots import detect_shots
 from models.analysis.subtitles import to_srt, to_webvtt
 from models.lake import tables
 from models.settings import Settings
+
+
+def shot_spans(settings: Settings, media_id: str) -> list[tuple[float, float]]:
+    """An item's shots as (start_s, end_s), in order (the shots asset keeps one detector's rows)."""
+    rows = tables.read_table(settings, "shots").filter(media_id=media_id).sort("shot_idx")
+    return [(r["start_s"], r["end_s"]) for r in rows.iter_rows(named=True)]
 
 
 def transcript_segments(settings: Settings, media_id: str) -> list[Segment]:
@@ -45,7 +51,7 @@ def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResourc
         for seg in transcript.segments
     ]
     result = tables.replace_rows(settings, "transcripts", rows, where=("media_id", context.partition_key))
-    text = " ".join(seg.text for seg in transcript.segments)
+    text = transcript_text(transcript.segments)
     return dg.MaterializeResult(metadata=write_metadata(result, segments=len(rows), text=text[:500]))
 
 
@@ -55,25 +61,23 @@ def subtitles(context: dg.AssetExecutionContext, streamlake: StreamlakeResource)
     master as a subtitles group."""
     settings = streamlake.settings()
     media_id = context.partition_key
-    segments = transcript_segments(settings, media_id)
+    spoken = [s for s in transcript_segments(settings, media_id) if s.text.strip()]
     rows = []
-    for fmt, suffix, render in (("webvtt", "vtt", to_webvtt), ("srt", "srt", to_srt)):
-        if not segments:
-            break
+    for fmt, suffix, render in (("webvtt", "vtt", to_webvtt), ("srt", "srt", to_srt)) if spoken else ():
         target = settings.packaged / media_id / "subtitles" / f"en.{suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render(segments))
+        target.write_text(render(spoken))
         rows.append(
             {
                 "media_id": media_id,
                 "lang": "en",
                 "format": fmt,
                 "path": str(target.relative_to(settings.packaged)),
-                "cue_count": len(segments),
+                "cue_count": len(spoken),
             }
         )
     result = tables.replace_rows(settings, "subtitles", rows, where=("media_id", media_id))
-    return dg.MaterializeResult(metadata=write_metadata(result, cues=len(segments)))
+    return dg.MaterializeResult(metadata=write_metadata(result, cues=len(spoken)))
 
 
 @media_asset("analysis", {"pyscenedetect", "transnetv2"})

@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 import dagster as dg
 import numpy as np
 
-from assets.analysis import transcript_segments
+from assets.analysis import shot_spans, transcript_segments
 from assets.common import StreamlakeResource, markdown_table, media_asset, media_source, write_metadata
 from models.analysis import labels as zero_shot_labels
+from models.analysis.asr import transcript_text
 from models.analysis.chapters import chapters as find_chapters
 from models.analysis.chapters import chapters_webvtt
 from models.analysis.ocr import ocr_frames, words_as_labels
@@ -26,11 +27,6 @@ def _embedder(model_path: str | None) -> Callable[[Sequence[str]], np.ndarray]:
     return functools.partial(embed_texts, model_path=model_path) if model_path else embed_texts
 
 
-def _shot_spans(settings: Settings, media_id: str) -> list[tuple[float, float]]:
-    rows = tables.read_table(settings, "shots").filter(media_id=media_id, detector=settings.shot_detector)
-    return [(r["start_s"], r["end_s"]) for r in rows.sort("shot_idx").iter_rows(named=True)]
-
-
 @media_asset("analysis", {"minilm"}, upstream=("media_items", "transcripts"))
 def text_embeddings(
     context: dg.AssetExecutionContext, streamlake: StreamlakeResource
@@ -40,7 +36,7 @@ def text_embeddings(
     settings = streamlake.settings()
     media_id = context.partition_key
     item = tables.read_table(settings, "media_items").filter(media_id=media_id).row(0, named=True)
-    spoken = " ".join(s.text for s in transcript_segments(settings, media_id))
+    spoken = transcript_text(transcript_segments(settings, media_id))
     text = item_text(item["title"], item["description"], spoken)
     vector = _embedder(settings.text_model)([text])[0]
     row = {
@@ -61,7 +57,7 @@ def chapters(context: dg.AssetExecutionContext, streamlake: StreamlakeResource) 
     media_id = context.partition_key
     found = find_chapters(
         probed.duration_s,
-        _shot_spans(settings, media_id),
+        shot_spans(settings, media_id),
         transcript_segments(settings, media_id),
         embed=_embedder(settings.text_model),
     )
@@ -100,7 +96,7 @@ def clip_embeddings(
     else:
         from models.analysis import videomae
 
-        spans = _shot_spans(settings, media_id)
+        spans = shot_spans(settings, media_id)
         clips = videomae.sample_clip_frames(source, probed, spans, settings.ffmpeg_timeout_s)
         embed = videomae.embed_clips_on_ray if settings.ray_address else videomae.embed_clips
         results = embed(clips, checkpoint)

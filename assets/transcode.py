@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.analysis import shot_spans
 from assets.common import StreamlakeResource, media_asset, media_source, progress_logger, write_metadata
 from models.lake import tables
 from models.media import per_title
@@ -120,9 +121,7 @@ def thumbnails(context: dg.AssetExecutionContext, streamlake: StreamlakeResource
     media_id = context.partition_key
     folder = settings.packaged / media_id / "images"
     timeout = settings.ffmpeg_timeout_s
-    shot_starts = (
-        tables.read_table(settings, "shots").filter(media_id=media_id).sort("shot_idx")["start_s"].to_list()
-    )
+    shot_starts = [start for start, _ in shot_spans(settings, media_id)]
     poster = thumbs.choose_poster(source, probed, folder / "poster.jpg", timeout)
     shots = thumbs.shot_thumbnails(source, probed, shot_starts, folder / "shots", timeout)
     sprites = thumbs.trickplay(source, probed, folder / "trickplay", timeout)

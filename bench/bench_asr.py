@@ -129,7 +129,9 @@ def main() -> None:
     audio_s = sum(a.size for _, a in data.values()) / SAMPLE_RATE
 
     def backend(name: str) -> Callable[[np.ndarray], str]:
-        return lambda audio: transcript_text(transcribe(audio, None, THREADS, name, cache_dir=cache_dir))
+        return lambda audio: transcript_text(
+            transcribe(audio, None, THREADS, name, cache_dir=cache_dir).segments
+        )
 
     runners = {
         "faster-whisper": backend("faster-whisper"),

@@ -10,7 +10,7 @@ long media into Whisper's 30 s windows themselves, so the caller passes the whol
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -190,5 +190,6 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
     return float(jiwer.wer(list(map(normalize_words, references)), list(map(normalize_words, hypotheses))))
 
 
-def transcript_text(transcript: Transcript) -> str:
-    return " ".join(seg.text for seg in transcript.segments)
+def transcript_text(segments: Sequence[Segment]) -> str:
+    """The spoken text, segment after segment (what WER, embeddings and previews read)."""
+    return " ".join(seg.text for seg in segments)

@@ -21,6 +21,7 @@ import numpy as np
 from models.analysis.asr import Segment
 from models.analysis.shots import Shot
 from models.analysis.text_embeddings import STOP_WORDS, embed_texts
+from models.media.webvtt import timestamp
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -177,14 +178,6 @@ def chapters(
     ]
 
 
-def _vtt_time(seconds: float) -> str:
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
-
-
 def _cue_text(title: str) -> str:
     """One line of cue text: WebVTT reads '-->' as timing, '&' and '<' as markup, a blank line as the end."""
     text = " ".join(title.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -194,6 +187,6 @@ def _cue_text(title: str) -> str:
 def chapters_webvtt(found: Sequence[Chapter]) -> str:
     """A WebVTT chapters track (<track kind="chapters">, HLS players' chapter menus)."""
     cues = [
-        f"{c.idx + 1}\n{_vtt_time(c.start_s)} --> {_vtt_time(c.end_s)}\n{_cue_text(c.title)}\n" for c in found
+        f"{c.idx + 1}\n{timestamp(c.start_s)} --> {timestamp(c.end_s)}\n{_cue_text(c.title)}\n" for c in found
     ]
     return "WEBVTT\n\n" + "\n".join(cues)

@@ -17,7 +17,7 @@ import numpy as np
 
 from models.analysis.text_embeddings import embed_texts
 from models.media import loudness, tools
-from models.media.probe import Probe
+from models.media.probe import Probe, safe_input_args
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -141,7 +141,7 @@ def silence_ratio(source: Path, probed: Probe, timeout_s: float) -> float:
     """Share of the running time below SILENCE_NOISE_DB for at least SILENCE_MIN_S."""
     args = [
         tools.require("ffmpeg"), "-hide_banner", "-nostats", "-nostdin", "-v", "info",
-        "-f", probed.demuxer, "-protocol_whitelist", "file", "-i", str(source),
+        *safe_input_args(source, probed.demuxer),
         "-map", "0:a:0", "-af", f"silencedetect=noise={SILENCE_NOISE_DB}dB:d={SILENCE_MIN_S}",
         "-f", "null", "-",
     ]  # fmt: skip

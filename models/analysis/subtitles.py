@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from models.analysis.asr import Segment
-
-
-def _timestamp(seconds: float, sep: str = ".") -> str:
-    millis = max(round(seconds * 1000), 0)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{millis:03d}"
+from models.media.webvtt import timestamp
 
 
 def _cue_text(text: str) -> str:
@@ -21,7 +14,7 @@ def _cue_text(text: str) -> str:
 def to_webvtt(segments: list[Segment]) -> str:
     """One cue per segment, its id the segment's; WebVTT forbids '-->' inside cue text, so it is escaped."""
     cues = [
-        f"{seg.segment_id + 1}\n{_timestamp(seg.start_s)} --> {_timestamp(seg.end_s)}\n{text}\n"
+        f"{seg.segment_id + 1}\n{timestamp(seg.start_s)} --> {timestamp(seg.end_s)}\n{text}\n"
         for seg in segments
         if (text := _cue_text(seg.text.replace("-->", "->")))
     ]
@@ -33,7 +26,7 @@ def to_srt(segments: list[Segment]) -> str:
     so the numbers are not segment ids), with a comma before the milliseconds."""
     texts = [(seg, text) for seg in segments if (text := _cue_text(seg.text))]
     cues = [
-        f"{n}\n{_timestamp(seg.start_s, ',')} --> {_timestamp(seg.end_s, ',')}\n{text}\n"
+        f"{n}\n{timestamp(seg.start_s, ',')} --> {timestamp(seg.end_s, ',')}\n{text}\n"
         for n, (seg, text) in enumerate(texts, start=1)
     ]
     return "\n".join(cues)

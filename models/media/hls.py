@@ -20,8 +20,8 @@ from pathlib import Path
 
 import m3u8
 
-from models.media import codecs, fanout, quality, transcode
-from models.media.ladder import LadderConfig, RungPlan, even
+from models.media import codecs, fanout, quality, tools, transcode
+from models.media.ladder import LadderConfig, RungPlan, output_size
 from models.media.probe import Probe
 
 log = logging.getLogger("streamlake.hls")
@@ -136,14 +136,18 @@ def joined_fmp4(playlist: Path, target: Path) -> Path:
 
 
 def _score(rendition: Rendition, source: Path, probed: Probe, scratch: Path, timeout_s: float) -> Rendition:
-    """VMAF (PSNR without libvmaf) against the source, both shown at the source size up to 1080p."""
-    height = min(probed.height, QUALITY_MAX_HEIGHT)
-    size = (even(probed.width * height / probed.height), height)
+    """VMAF (PSNR without libvmaf) against the source, both shown at the source size up to 1080p.
+
+    A score that cannot be computed is left empty: it never costs the rendition its place."""
     joined = joined_fmp4(rendition.playlist, scratch / f"{rendition.name}.score.mp4")
     try:
         scored = quality.score(
-            joined, "mov", source, probed.demuxer, size, timeout_s, subsample=QUALITY_SUBSAMPLE
-        )
+            joined, "mov", source, probed.demuxer, output_size(probed, QUALITY_MAX_HEIGHT), timeout_s,
+            subsample=QUALITY_SUBSAMPLE,
+        )  # fmt: skip
+    except tools.FFmpegFailed as err:
+        log.warning("%s: no quality score: %s", rendition.name, err)
+        return rendition
     finally:
         joined.unlink(missing_ok=True)
     return _with(rendition, quality_metric=scored.metric, quality=scored.value)
@@ -158,8 +162,8 @@ def _load_marker(out_dir: Path, fingerprint: str) -> list[Rendition] | None:
     if not marker.is_file():
         return None
     saved = json.loads(marker.read_text())
-    if saved.get("fingerprint") != fingerprint:
-        return None
+    if saved.get("fingerprint") != fingerprint or any(r["error"] for r in saved["renditions"]):
+        return None  # a different ladder, or a rendition to try again (a timeout may not recur)
     return [Rendition(**{**r, "playlist": out_dir / r["playlist"]}) for r in saved["renditions"]]
 
 
@@ -219,7 +223,7 @@ def package_hls(
         _save_marker(scratch, fingerprint, renditions)
         shutil.rmtree(out_dir, ignore_errors=True)
         scratch.rename(out_dir)
-        renditions = _load_marker(out_dir, fingerprint) or []
+        renditions = [_with(r, playlist=out_dir / r.playlist.name) for r in renditions]
     package = Package(out_dir / MASTER, renditions)
     write_master(package, list(subtitles), probed.duration_s)
     validate(package.master)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.media import tools
+from models.media.probe import safe_input_args
 
 OUTPUT_FORMAT = {"sample_rates": 48000, "channel_layouts": "stereo"}  # what the AAC rendition carries
 MEASURE_FILTER = "aformat=sample_rates=48000:channel_layouts=stereo,ebur128=peak=true:framelog=verbose"
@@ -36,7 +37,7 @@ def measure(source: Path, demuxer: str, timeout_s: float) -> Loudness:
     """Integrated loudness, true peak and loudness range of the first audio stream."""
     args = [
         tools.require("ffmpeg"), "-hide_banner", "-nostats", "-nostdin", "-v", "info",
-        "-f", demuxer, "-protocol_whitelist", "file", "-i", str(source),
+        *safe_input_args(source, demuxer),
         "-map", "0:a:0", "-af", MEASURE_FILTER, "-f", "null", "-",
     ]  # fmt: skip
     log = tools.run_for_log(args, timeout_s)

@@ -20,7 +20,7 @@ from typing import Any
 
 from models.media import quality, tools
 from models.media.ladder import RungPlan
-from models.media.probe import Probe
+from models.media.probe import Probe, safe_input_args
 
 log = logging.getLogger("streamlake.per_title")
 
@@ -183,7 +183,7 @@ def _encode_window(
     start, length = window
     args = [
         tools.require("ffmpeg"), "-v", "error", "-nostdin", "-y",
-        *quality.input_args(source, probed.demuxer, start_s=start, duration_s=length),
+        *safe_input_args(source, probed.demuxer, start_s=start, duration_s=length),
         "-map", "0:v:0", "-an", "-sn", "-dn",
         "-vf", f"scale={size[0]}:{size[1]}:flags=bicubic,format=yuv420p",
         "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf),

@@ -66,6 +66,16 @@ def safe_input(path: Path, demuxer: str, **options: Any) -> ffmpeg.nodes.Filtera
     return ffmpeg.input(str(path), f=demuxer, protocol_whitelist="file", **options)
 
 
+def safe_input_args(
+    path: Path, demuxer: str, *, start_s: float | None = None, duration_s: float | None = None
+) -> list[str]:
+    """safe_input as an argument list, for commands built by hand (a second FFmpeg, measuring runs):
+    an optional window, the forced demuxer, the file protocol only."""
+    seek = ["-ss", f"{start_s:.3f}"] if start_s else []
+    cut = ["-t", f"{duration_s:.3f}"] if duration_s else []
+    return [*seek, *cut, "-protocol_whitelist", "file", "-f", demuxer, "-i", str(path)]
+
+
 def _ffprobe(path: Path, demuxer: str) -> dict[str, Any]:
     args = [
         tools.require("ffprobe"),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.media import tools
+from models.media.probe import safe_input_args
 
 METRIC_ENV = "STREAMLAKE_QUALITY_METRIC"
 PSNR_CAP_DB = 100.0  # identical frames give infinite PSNR; a finite cap keeps averages and tables sane
@@ -53,15 +54,6 @@ def chosen_metric() -> str:
     if os.environ.get(METRIC_ENV, "").strip().lower() == "psnr" or vmaf_ffmpeg() is None:
         return "psnr"
     return "vmaf"
-
-
-def input_args(
-    path: Path, demuxer: str, *, start_s: float | None = None, duration_s: float | None = None
-) -> list[str]:
-    """FFmpeg input options for an untrusted file: optional window, forced demuxer, file protocol only."""
-    seek = ["-ss", f"{start_s:.3f}"] if start_s else []
-    cut = ["-t", f"{duration_s:.3f}"] if duration_s else []
-    return [*seek, *cut, "-protocol_whitelist", "file", "-f", demuxer, "-i", str(path)]
 
 
 def _prepare(label: str, size: tuple[int, int]) -> str:
@@ -108,8 +100,8 @@ def score(
         graph = f"[0:v]{_prepare('dist', size)};[1:v]{_prepare('ref', size)};[dist][ref]{compare}"
         args = [
             exe, "-v", "error", "-nostdin",
-            *input_args(distorted, distorted_demuxer),
-            *input_args(reference, reference_demuxer, start_s=start_s, duration_s=duration_s),
+            *safe_input_args(distorted, distorted_demuxer),
+            *safe_input_args(reference, reference_demuxer, start_s=start_s, duration_s=duration_s),
             "-filter_complex", graph,
             "-f", "null", "-",
         ]  # fmt: skip

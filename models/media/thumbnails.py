@@ -20,6 +20,7 @@ import numpy as np
 from models.media import tools
 from models.media.ladder import even, output_size
 from models.media.probe import Probe, safe_input
+from models.media.webvtt import timestamp
 
 POSTER_CANDIDATES = 12
 POSTER_WINDOW = (0.05, 0.60)  # share of the running time: past cold opens, before the credits
@@ -181,13 +182,6 @@ def default_interval(duration_s: float) -> float:
     return round(min(max(duration_s / 100, 1.0), 10.0) * 2) / 2
 
 
-def _vtt_time(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    return f"{hours:02d}:{minutes:02d}:{ms // 1000:02d}.{ms % 1000:03d}"
-
-
 def trickplay(
     source: Path,
     probed: Probe,
@@ -230,7 +224,7 @@ def trickplay(
         sheet, slot = divmod(i, per_sheet)
         x, y = (slot % columns) * tile_width, (slot // columns) * tile_height
         cues += [
-            f"{_vtt_time(start)} --> {_vtt_time(end)}",
+            f"{timestamp(start)} --> {timestamp(end)}",
             f"{sheets[sheet].name}#xywh={x},{y},{tile_width},{tile_height}",
             "",
         ]

@@ -64,16 +64,18 @@ def heard(
 def test_each_backend_hears_the_sentence(heard: dict, backend: str) -> None:
     for name, sentence in SPEECH.items():
         transcript, _ = heard[backend, name]
-        wer = word_error_rate([sentence], [transcript_text(transcript)])
-        assert wer <= 0.25, f"{backend} on {name}: WER {wer:.2f}, heard {transcript_text(transcript)!r}"
+        wer = word_error_rate([sentence], [transcript_text(transcript.segments)])
+        assert wer <= 0.25, (
+            f"{backend} on {name}: WER {wer:.2f}, heard {transcript_text(transcript.segments)!r}"
+        )
         assert (transcript.lang, transcript.backend) == ("en", backend)
 
 
 def test_the_backends_agree(heard: dict) -> None:
     """Same weights, different engines (int8 CTranslate2 against float32 PyTorch): over the clips
     their words differ by at most a fifth."""
-    ours = [transcript_text(heard["faster-whisper", name][0]) for name in SPEECH]
-    theirs = [transcript_text(heard["openai-whisper", name][0]) for name in SPEECH]
+    ours = [transcript_text(heard["faster-whisper", name][0].segments) for name in SPEECH]
+    theirs = [transcript_text(heard["openai-whisper", name][0].segments) for name in SPEECH]
     assert word_error_rate(theirs, ours) <= 0.2, f"{ours} vs {theirs}"
 
 

@@ -184,6 +184,10 @@ def test_a_failing_rendition_is_recorded_retried_once_and_the_others_still_publi
     assert [(r.rung, r.attempts) for r in failed] == [("odd", 2)]
     assert "divisible by 2" in (failed[0].error or "")
     assert {p.uri for p in validate(pkg.master).playlists} == {"h264_240p.m3u8", "h264_360p.m3u8"}
+    marker = tmp_path / "hls" / "encode.json"
+    before = marker.stat().st_mtime_ns
+    package_hls(source_4k, probed, tmp_path / "hls", [*good, odd], LADDER, timeout_s=120, hwaccel="none")
+    assert marker.stat().st_mtime_ns != before, "a package with a failed rendition is retried, not reused"
 
 
 @pytest.mark.gpu
