@@ -10,7 +10,7 @@ DATA_DIR := $(or $(STREAMLAKE_DATA_DIR),$(CURDIR)/data)
 export DAGSTER_HOME := $(DATA_DIR)/dagster
 PYTEST_ARGS ?= -m "not slow and not gpu and not cluster"
 
-.PHONY: install system-deps demo materialize test test-slow lint dev serve mlflow bench clean lock
+.PHONY: install system-deps demo materialize test test-slow test-cluster lint dev serve mlflow bench clean lock
 
 install: system-deps $(STAMP)
 
@@ -45,6 +45,10 @@ test: install
 
 test-slow: install
 	$(BIN)/pytest -m "slow and not gpu and not cluster"
+
+# Real cluster engines on loopback (Spark Connect from pyspark's own sbin/); needs Java.
+test-cluster: install
+	$(BIN)/pytest -m cluster
 
 lint: install
 	$(BIN)/ruff check .
