@@ -5,7 +5,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := ffmpeg espeak-ng tesseract-ocr default-jre-headless
+APT_PACKAGES := ffmpeg espeak-ng tesseract-ocr default-jre-headless redis-server
 DATA_DIR := $(or $(STREAMLAKE_DATA_DIR),$(CURDIR)/data)
 export DAGSTER_HOME := $(DATA_DIR)/dagster
 PYTEST_ARGS ?= -m "not slow and not gpu and not cluster"
@@ -16,7 +16,7 @@ install: system-deps $(STAMP)
 
 # System packages from Debian (root or sudo); skipped when the tools are already there.
 system-deps:
-	@missing=""; for tool in ffmpeg ffprobe espeak-ng tesseract java; do command -v $$tool >/dev/null || missing=1; done; \
+	@missing=""; for tool in ffmpeg ffprobe espeak-ng tesseract java redis-server; do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  echo "installing system packages: $(APT_PACKAGES)"; \
@@ -46,7 +46,8 @@ test: install
 test-slow: install
 	$(BIN)/pytest -m "slow and not gpu and not cluster"
 
-# Real cluster engines on loopback (Spark Connect from pyspark's own sbin/); needs Java.
+# Real cluster engines on loopback: Spark Connect from pyspark's own sbin/ (needs Java), and
+# Debian's redis-server as Feast's online store.
 test-cluster: install
 	$(BIN)/pytest -m cluster
 

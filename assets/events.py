@@ -4,10 +4,11 @@
 from collections.abc import Iterator
 
 import dagster as dg
+import polars as pl
 
 from assets.common import OWNER, StreamlakeResource, table_asset, table_metadata, write_metadata
 from models.events.aggregates import aggregate
-from models.events.simulator import SimulationConfig, simulate_events, simulate_users
+from models.events.simulator import SimulationConfig, genres_from_labels, iter_events, simulate_users
 from models.events.store import record_simulated
 from models.lake import tables
 
@@ -15,11 +16,17 @@ from models.lake import tables
 class SimulationParams(dg.Config):
     n_users: int = 200
     days: int = 2
+    sessions_per_user: float = 6.0
     seed: int = 42
 
 
 def _config(params: SimulationParams) -> SimulationConfig:
-    return SimulationConfig(n_users=params.n_users, days=params.days, seed=params.seed)
+    return SimulationConfig(
+        n_users=params.n_users,
+        days=params.days,
+        sessions_per_user=params.sessions_per_user,
+        seed=params.seed,
+    )
 
 
 @table_asset("events", set())
@@ -29,18 +36,32 @@ def users(streamlake: StreamlakeResource, config: SimulationParams) -> dg.Materi
     return dg.MaterializeResult(metadata=write_metadata(result, seed=config.seed))
 
 
-@table_asset("events", {"polars"}, deps=["media_items", "users"])
-def view_events(streamlake: StreamlakeResource, config: SimulationParams) -> dg.MaterializeResult:
-    """Simulated player events over the catalog, held once per event_id (producers may resend)."""
+@table_asset("events", {"polars"}, deps=["media_items", "users", "content_labels"])
+def view_events(
+    context: dg.AssetExecutionContext, streamlake: StreamlakeResource, config: SimulationParams
+) -> dg.MaterializeResult:
+    """Simulated player events over the catalog (taste by the analysis stage's genre labels),
+    ingested a block of viewers at a time and held once per event_id (producers may resend)."""
     settings = streamlake.settings()
-    catalog = tables.read_table(settings, "media_items", columns=["media_id", "duration_s", "tags"])
+    catalog = genres_from_labels(
+        tables.read_table(settings, "media_items", columns=["media_id", "duration_s", "tags"]),
+        tables.read_table(settings, "content_labels", columns=["media_id", "kind", "label"]),
+    )
     known_users = tables.read_table(settings, "users")
-    events = simulate_events(catalog, known_users, _config(config))
-    ingested = record_simulated(settings, events)
+    generated = 0
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        nonlocal generated
+        for chunk in iter_events(catalog, known_users, _config(config)):
+            generated += chunk.height
+            context.log.info(f"simulated {generated:,} events")
+            yield chunk
+
+    ingested = record_simulated(settings, chunks())
     return dg.MaterializeResult(
         metadata=write_metadata(
             ingested.write,
-            generated=events.height,
+            generated=generated,
             accepted=ingested.accepted,
             duplicates=ingested.duplicates,
             rejected=ingested.rejected,

@@ -1,29 +1,45 @@
-"""Features: the Feast repo applied and materialized into the online store."""
+"""Features: what titles are about (media_content), and the Feast repo applied and materialized
+into the online store."""
 
 import dagster as dg
 
-from assets.common import OWNER, StreamlakeResource
+from assets.common import OWNER, StreamlakeResource, table_asset, write_metadata
+from models.features.content import media_content as build_media_content
 from models.features.store import apply_and_materialize
 from models.lake import tables
 
 
+@table_asset("features", {"polars"}, deps=["media_items", "content_labels", "text_embeddings"])
+def media_content(streamlake: StreamlakeResource) -> dg.MaterializeResult:
+    """Genres, moods, content labels, duration and the text-embedding id per title, dated at ingest."""
+    settings = streamlake.settings()
+    frame = build_media_content(
+        tables.read_table(settings, "media_items", columns=["media_id", "duration_s", "ingested_at"]),
+        tables.read_table(settings, "content_labels"),
+        tables.read_table(settings, "text_embeddings", columns=["media_id", "model"]),
+    )
+    result = tables.replace_rows(settings, "media_content", frame)  # withdrawn items drop out
+    return dg.MaterializeResult(metadata=write_metadata(result))
+
+
 @dg.asset(
     group_name="features",
-    deps=["hourly_stats", "users", "user_stats"],
+    deps=["hourly_stats", "users", "user_stats", "media_content"],
     kinds={"feast", "duckdb", "sqlite"},
     owners=[OWNER],
 )
 def feast_online_features(streamlake: StreamlakeResource) -> dg.MaterializeResult:
-    """`feast apply` + materialize: media hourly stats, user profiles and user stats into the online store.
+    """`feast apply`, then incremental materialization: each view's rows that changed since the
+    Delta version it last loaded (a full load the first time, or after deletions) go online.
 
-    Materializes up to the newest event hour in the lake (not wall-clock now), so a re-run over
-    the same data loads the same rows.
+    Each view is loaded up to the newest timestamp in its own source table, not wall-clock now,
+    so a re-run over the same data loads nothing.
     """
-    settings = streamlake.settings()
-    hours = tables.read_table(settings, "hourly_stats", columns=["hour"])
-    if hours.is_empty():
-        raise dg.Failure("hourly_stats is empty: materialize the events group first")
-    summary = apply_and_materialize(settings, end=hours["hour"].max())
+    summary = apply_and_materialize(streamlake.settings())
+    modes = {view: run["mode"] for view, run in summary.pop("materialization").items()}
     return dg.MaterializeResult(
-        metadata={k: v if isinstance(v, int | float) else str(v) for k, v in summary.items()}
+        metadata={
+            **{k: v if isinstance(v, int | float) else str(v) for k, v in summary.items()},
+            "materialization": dg.MetadataValue.json(modes),
+        }
     )

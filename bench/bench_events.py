@@ -1,10 +1,10 @@
 """hourly_stats over N synthetic view events: Polars streaming (ours) against pandas (baseline) and
 Spark local[2], each in its own process so peak memory is that engine's alone.
 
-Events are generated vectorised (numpy + Polars, seeded) in the simulator's shape: sessions of
-play, 2 s heartbeats, then pause or complete; Zipf-ish titles and viewers; 40-character session
-ids. They are written once to one parquet file that every engine reads (only the columns it
-needs); the time is read + aggregate, without Spark's JVM start (reported apart). The ratio is
+Events come from the platform's simulator (models/events/simulator.py: Zipf titles, genre taste,
+2 s heartbeats, seeks, pause or complete), written chunk by chunk to one parquet file that every
+engine reads (only the columns it needs); the simulator's own rate and peak memory are reported.
+The time is read + aggregate, without Spark's JVM start (reported apart). The ratio is
 pandas_s / polars_s. Polars' user_stats and co_watch on the same events are timed too.
 It fails loudly if the three engines' hourly_stats differ in any row or bit.
 Run from the repository root: `python bench/bench_events.py [--events 10000000]`.
@@ -31,50 +31,62 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import pyarrow.parquet as pq  # noqa: E402
+
 from models.events.aggregates import as_table  # noqa: E402
-from models.events.simulator import EPOCH, HEARTBEAT_S  # noqa: E402
+from models.events.simulator import (  # noqa: E402
+    EVENT_COLUMNS,
+    SimulationConfig,
+    iter_events,
+    simulate_users,
+)
 
 COLUMNS = ["user_id", "media_id", "session_id", "event_type", "position_s", "ts"]
 SPARK_CONF = {"spark.driver.memory": "2g"}
 GOAL = {"seconds": 60.0, "peak_mb": 4096.0, "ratio": 5.0}
 
 
-def synthetic_events(n: int, seed: int = 42, days: int = 14) -> pl.DataFrame:
-    """About n events (exactly n rows): ~20 per session, n/100 viewers, n/1000 titles."""
+def simulation_inputs(n: int, seed: int = 42) -> tuple[pl.DataFrame, pl.DataFrame, SimulationConfig]:
+    """A catalog of n/5000 titles (20-120 s, 12 genres) and viewers enough for about n events."""
     rng = np.random.default_rng(seed)
-    n_sessions, n_users, n_media = max(1, n // 20), max(1, n // 100), max(2, n // 1000)
-    length = rng.integers(2, 39, size=n_sessions)  # events per session, mean 20
-    user = (n_users * rng.random(n_sessions) ** 2).astype(np.int64)  # some viewers watch a lot
-    media = (n_media * rng.random(n_sessions) ** 3).astype(np.int64)  # a few titles are popular
-    start_us = (rng.random(n_sessions) * days * 86_400e6).astype(np.int64)
-    completes = rng.random(n_sessions) < 0.45
-    tail_s = np.round(rng.random(n_sessions) * HEARTBEAT_S, 3)
-    sessions = pl.DataFrame({"s": np.arange(n_sessions), "u": user, "m": media}).select(
-        pl.format("u{}", pl.col("u").cast(pl.String).str.zfill(7)).alias("user_id"),
-        pl.format("m{}", pl.col("m").cast(pl.String).str.zfill(15)).alias("media_id"),
-        pl.concat_str(
-            pl.lit("sim-"),
-            pl.col("s").hash(seed).cast(pl.String).str.zfill(20),
-            pl.lit("-"),
-            pl.col("s").cast(pl.String).str.zfill(15),
-        ).alias("session_id"),
+    n_titles = max(2, n // 5000)
+    catalog = pl.DataFrame(
+        {
+            "media_id": [f"m{i:015d}" for i in range(n_titles)],
+            "duration_s": np.round(rng.uniform(20, 120, n_titles), 3),
+            "tags": [[f"genre-{i % 12}"] for i in range(n_titles)],
+        }
     )
-    epoch_us = int(EPOCH.timestamp()) * 1_000_000
-    owner = np.repeat(np.arange(n_sessions), length)[:n]
-    step = np.arange(owner.size) - np.repeat(np.cumsum(length) - length, length)[:n]
-    last = step == length[owner] - 1
-    position = step * HEARTBEAT_S + np.where(last, tail_s[owner], 0.0)
-    kind = np.where(step == 0, 0, np.where(last, np.where(completes[owner], 3, 2), 1))
-    return sessions[owner].with_columns(
-        event_type=pl.Series(np.array(["play", "heartbeat", "pause", "complete"])[kind]),
-        position_s=pl.Series(position),
-        ts=pl.from_epoch(
-            pl.Series(epoch_us + start_us[owner] + np.round(position * 1e6).astype(np.int64)), "us"
-        ).dt.replace_time_zone("UTC"),
-    )
+    config = SimulationConfig(n_users=max(1, n // 50), days=14, seed=seed)  # ~150 events per viewer
+    return catalog, simulate_users(config), config
 
 
 # --- workers: one engine per process ---------------------------------------------------------
+
+
+def _simulate(_: str, output: str, events: str) -> dict[str, float]:
+    """The simulator, chunk by chunk into one parquet file, stopping at exactly `events` rows."""
+    n = int(events)
+    catalog, users, config = simulation_inputs(n)
+    started = time.perf_counter()
+    written, sessions, viewers = 0, 0, 0
+    with pq.ParquetWriter(output, pl.DataFrame(schema=EVENT_COLUMNS).to_arrow().schema) as writer:
+        for chunk in iter_events(catalog, users, config):
+            chunk = chunk.head(n - written)
+            writer.write_table(chunk.to_arrow())
+            written += chunk.height
+            sessions += chunk["session_id"].n_unique()
+            viewers += chunk["user_id"].n_unique()
+            if written >= n:
+                break
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows": written,
+        "sessions": sessions,
+        "viewers": viewers,
+        "titles": catalog.height,
+    }
 
 
 def _polars(source: str, output: str, aggregate: str) -> dict[str, float]:
@@ -133,7 +145,7 @@ def _spark(source: str, output: str, aggregate: str) -> dict[str, float]:
     return {"seconds": seconds, "startup_s": started - begun, "rows": result.num_rows}
 
 
-WORKERS = {"polars": _polars, "pandas": _pandas, "spark": _spark}
+WORKERS = {"simulate": _simulate, "polars": _polars, "pandas": _pandas, "spark": _spark}
 
 
 def _run_worker(engine: str, source: str, output: str, aggregate: str) -> dict[str, float]:
@@ -175,9 +187,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         source = f"{scratch}/events.parquet"
-        begun = time.perf_counter()
-        synthetic_events(args.events).write_parquet(source)
-        generate_s = time.perf_counter() - begun
+        simulated = _run_worker("simulate", "", source, str(args.events))
+        print("simulate", simulated, flush=True)
         runs, outputs = {}, {}
         for engine in ("polars", "pandas", "spark"):
             outputs[engine] = f"{scratch}/{engine}.parquet"
@@ -204,11 +215,16 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "params": {
             "events": args.events,
-            "sessions": args.events // 20,
-            "viewers": args.events // 100,
-            "titles": args.events // 1000,
+            "sessions": simulated["sessions"],
+            "viewers": simulated["viewers"],
+            "titles": simulated["titles"],
             "output_rows": expected.height,
-            "input": f"one parquet file, {source_mb:.0f} MiB, generated in {generate_s:.1f} s",
+            "input": f"one parquet file, {source_mb:.0f} MiB, from models.events.simulator.iter_events",
+            "simulator": {
+                "seconds": simulated["seconds"],
+                "events_per_s": round(simulated["rows"] / simulated["seconds"]),
+                "peak_mb": simulated["peak_mb"],
+            },
             "outputs_identical": True,
             "goal": GOAL,
             "engines": {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, Project, ValueType
 from feast.data_format import DeltaFormat
-from feast.types import Float64, Int64, String
+from feast.types import Array, Float64, Int64, String
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,14 @@ def build(lake_root: str) -> dict[str, object]:
         description="Delta table user_stats (one row per viewer, as of last_seen).",
     )
 
+    media_content_source = FileSource(
+        name="media_content",
+        path=f"{lake}/media_content",
+        file_format=DeltaFormat(),
+        timestamp_field="available_at",
+        description="Delta table media_content (one row per media item, as of its ingest).",
+    )
+
     media_hourly_stats = FeatureView(
         name="media_hourly_stats",
         entities=[media],
@@ -193,9 +201,28 @@ def build(lake_root: str) -> dict[str, object]:
             "The table keeps one row per viewer, so rows before a viewer's last_seen get null."
         ),
     )
+    media_content = FeatureView(
+        name="media_content",
+        entities=[media],
+        ttl=timedelta(0),  # what a title is about does not expire
+        schema=[
+            Field(name="media_id", dtype=String),
+            Field(name="genres", dtype=Array(String)),
+            Field(name="moods", dtype=Array(String)),
+            Field(name="labels", dtype=Array(String)),
+            Field(name="duration_s", dtype=Float64),
+            Field(name="embedding_id", dtype=String),
+        ],
+        source=media_content_source,
+        online=True,
+        description=(
+            "Genres, moods and other content labels of a media item, its duration, and the id of "
+            "its text embedding (for content-based and cold-start recommendations)."
+        ),
+    )
     recommender = FeatureService(
         name="recommender",
-        features=[media_hourly_stats, user_profile, media_stats, user_stats],
+        features=[media_hourly_stats, user_profile, media_stats, user_stats, media_content],
         # user_stats and media_hourly_stats share watch_time_s and completion_rate: read the
         # service with full_feature_names=True (view__feature), as training_set does.
         description="What the recommender reads at training and serving time (full feature names).",
@@ -208,10 +235,12 @@ def build(lake_root: str) -> dict[str, object]:
         "users_source": users_source,
         "media_stats_source": media_stats_source,
         "user_stats_source": user_stats_source,
+        "media_content_source": media_content_source,
         "media_hourly_stats": media_hourly_stats,
         "user_profile": user_profile,
         "media_stats": media_stats,
         "user_stats": user_stats,
+        "media_content": media_content,
         "recommender": recommender,
     }
 
@@ -231,4 +260,6 @@ media_stats_source = _objects["media_stats_source"]
 user_stats_source = _objects["user_stats_source"]
 media_stats = _objects["media_stats"]
 user_stats = _objects["user_stats"]
+media_content_source = _objects["media_content_source"]
+media_content = _objects["media_content"]
 recommender = _objects["recommender"]

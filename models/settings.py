@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     )
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS"))
     spark_remote: str | None = Field(default=None, validation_alias=AliasChoices("SPARK_REMOTE"))
+    feast_redis: str | None = Field(
+        default=None,
+        description="A Redis connection string (host:port[,password=…]) for Feast's online store; "
+        "SQLite under the data dir when unset.",
+    )
     whisper_model: str | None = Field(
         default=None,
         description="Path to a CTranslate2 Whisper model; the bundled tiny.en when unset.",

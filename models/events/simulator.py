@@ -1,13 +1,19 @@
-"""A deterministic viewing-event simulator: users with tiers and devices, Zipf-popular titles,
-taste for tags, sessions that play, heartbeat and sometimes finish.
+"""A deterministic viewing-event simulator: users with tiers, countries and devices; sessions that
+pick a title by Zipf popularity and genre taste, play with 2 s heartbeats, sometimes seek, and end
+in a pause or a completion.
 
-Same seed and catalog in, same events (and event_ids) out, so a re-run inserts nothing.
+Same seed and catalog in, same events (and event_ids) out, so a re-run inserts nothing. Every
+random draw is a hash of (seed, user, session number, purpose), not a position in a generator's
+stream, so the events do not depend on how users are chunked: `iter_events` yields them a block of
+users at a time (10M+ events never sit in memory at once) and `simulate_events` is just their
+concatenation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +27,21 @@ COUNTRIES = ("US", "GB", "DE", "FR", "IN", "BR", "JP")
 DEVICES = ("web", "ios", "android", "tv")
 HEARTBEAT_S = 2.0
 SIMULATED_PREFIX = "sim-"  # session ids the simulator owns (and may replace)
+EVENT_COLUMNS = {
+    "event_id": pl.String,
+    "user_id": pl.String,
+    "media_id": pl.String,
+    "session_id": pl.String,
+    "event_type": pl.String,
+    "position_s": pl.Float64,
+    "ts": pl.Datetime("us", "UTC"),
+    "device": pl.String,
+    "tier": pl.String,
+}
+# (sessions in a block) x (titles) noise values drawn at once: bounds the title-choice memory.
+CHOICE_CELLS = 4_000_000
+# What a hashed draw is for: one salt per purpose keeps the draws of one session independent.
+_SESSIONS, _START, _COMPLETES, _FRACTION, _SEEKS, _SEEK_STEP, _SEEK_JUMP = range(1, 8)
 
 
 @dataclass(frozen=True)
@@ -28,8 +49,11 @@ class SimulationConfig:
     n_users: int = 200
     days: int = 2
     sessions_per_user: float = 6.0
-    zipf_a: float = 1.2
-    taste_weight: float = 0.6
+    zipf_a: float = 1.2  # popularity ~ rank^(-1/zipf_a): smaller is more skewed
+    taste_weight: float = 0.6  # how much more a viewer picks titles of a genre they like
+    liked_genre_share: float = 0.25  # chance a viewer likes any one genre
+    completion_rate: float = 0.45  # sessions that reach the end; the rest stop at Beta(2, 2)
+    seek_rate: float = 0.15  # sessions with one seek (a rewind or a skip of up to 30 s)
     seed: int = 42
 
 
@@ -52,87 +76,201 @@ def _hash64(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little")
 
 
-def _uniform(keys: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser -> uniforms in (0, 1): deterministic noise per (session, item) key."""
+def _keys(*parts: object, values: list[str]) -> np.ndarray:
+    return np.array([_hash64(*parts, v) for v in values], dtype=np.uint64)
+
+
+def _mix(keys: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a well-spread 64-bit hash of each key."""
     with np.errstate(over="ignore"):
         z = keys.astype(np.uint64)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
+        return z ^ (z >> np.uint64(31))
+
+
+def _uniform(keys: np.ndarray, salt: int = 0) -> np.ndarray:
+    """Deterministic uniforms in (0, 1), one per key (and purpose salt)."""
+    with np.errstate(over="ignore"):
+        z = _mix(keys.astype(np.uint64) + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15))
     return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
 
 
-def _log_weights(catalog: pl.DataFrame, user_id: str, config: SimulationConfig) -> np.ndarray:
-    """Zipf-like popularity per title times a boost for tags this user likes.
+def genres_from_labels(catalog: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    """The catalog with `tags` extended by each title's genre labels (content_labels, kind genre).
 
-    Both come from hashes of ids, not from positions in the catalog, so adding a title leaves
-    every other title's appeal, and so most simulated sessions, unchanged.
+    Viewers' taste is per genre, so a title the analysis stage calls "documentary" draws the
+    documentary lovers even when its sidecar had no tags.
     """
-    ids = catalog["media_id"].to_list()
-    popularity = np.array([_uniform(np.array([_hash64(config.seed, m)]))[0] for m in ids]) ** (
-        -1 / config.zipf_a
+    genres = (
+        labels.filter(pl.col("kind") == "genre")
+        .group_by("media_id")
+        .agg(pl.col("label").sort().alias("genres"))
     )
-    likes = [
-        any(_uniform(np.array([_hash64(config.seed, user_id, tag)]))[0] < 0.25 for tag in tags or [])
-        for tags in catalog["tags"].to_list()
+    return (
+        catalog.join(genres, on="media_id", how="left")
+        .with_columns(
+            pl.concat_list(pl.col("tags").fill_null([]), pl.col("genres").fill_null([]))
+            .list.unique(maintain_order=True)
+            .alias("tags")
+        )
+        .drop("genres")
+    )
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """The catalog as arrays: ids, durations, hashed keys, log popularity and a genre incidence."""
+
+    media_ids: np.ndarray
+    durations: np.ndarray
+    item_keys: np.ndarray
+    log_popularity: np.ndarray
+    genre_keys: np.ndarray
+    incidence: np.ndarray  # genres x titles, 1.0 where the title has the genre
+
+    @classmethod
+    def of(cls, catalog: pl.DataFrame, config: SimulationConfig) -> _Catalog:
+        """Appeal comes from hashes of ids, not catalog positions: adding a title leaves every
+        other title's appeal, and so most simulated sessions, unchanged."""
+        catalog = catalog.filter(pl.col("duration_s") > 0).sort("media_id")
+        ids = catalog["media_id"].to_list()
+        tags = [t or [] for t in catalog["tags"].to_list()]
+        genres = sorted({g for t in tags for g in t})
+        incidence = np.zeros((len(genres), len(ids)))
+        index = {g: i for i, g in enumerate(genres)}
+        for item, item_tags in enumerate(tags):
+            incidence[[index[g] for g in item_tags], item] = 1.0
+        return cls(
+            media_ids=np.array(ids, dtype=object),
+            durations=catalog["duration_s"].to_numpy().astype(np.float64),
+            item_keys=_keys(values=ids),
+            log_popularity=np.log(_uniform(_keys(config.seed, values=ids))) * (-1 / config.zipf_a),
+            genre_keys=_keys(config.seed, "genre", values=genres),
+            incidence=incidence,
+        )
+
+    def choose(self, user_keys: np.ndarray, session_keys: np.ndarray, config: SimulationConfig) -> np.ndarray:
+        """Each session's title: Gumbel-max over log(popularity) + log(1 + taste boost) + noise.
+
+        The noise is a hash of (session, title), so a new title changes only the sessions it wins.
+        """
+        with np.errstate(over="ignore"):
+            likes = _uniform(user_keys[:, None] * np.uint64(0xD6E8FEB86659FD93) ^ self.genre_keys[None, :])
+            noise = _uniform(self.item_keys[None, :] * np.uint64(0x9E3779B97F4A7C15) ^ session_keys[:, None])
+        liked = (likes < config.liked_genre_share).astype(np.float64) @ self.incidence > 0
+        boost = np.log1p(config.taste_weight * 10 * liked)
+        return np.argmax(self.log_popularity[None, :] + boost - np.log(-np.log(noise)), axis=1)
+
+
+def _sessions(users: pl.DataFrame, catalog: _Catalog, config: SimulationConfig) -> pl.DataFrame:
+    """One row per session of these users: who, what, when, how far, and its one seek if any."""
+    from scipy import stats
+
+    user_keys = _keys(config.seed, values=users["user_id"].to_list())
+    counts = stats.poisson.ppf(_uniform(user_keys, _SESSIONS), config.sessions_per_user).astype(np.int64)
+    owner = np.repeat(np.arange(users.height), counts)
+    number = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    with np.errstate(over="ignore"):
+        keys = _mix(user_keys[owner] ^ _mix(number.astype(np.uint64) + np.uint64(1)))
+    block = max(1, CHOICE_CELLS // max(1, catalog.media_ids.size))
+    item = np.concatenate(
+        [np.zeros(0, dtype=np.int64)]
+        + [
+            catalog.choose(user_keys[owner[i : i + block]], keys[i : i + block], config)
+            for i in range(0, owner.size, block)
+        ]
+    )
+    duration = catalog.durations[item]
+    completes = _uniform(keys, _COMPLETES) < config.completion_rate
+    fraction = stats.beta.ppf(_uniform(keys, _FRACTION), 2, 2)
+    watched = np.where(completes, duration, np.maximum(0.5, np.round(fraction * duration, 3)))
+    # one seek at a heartbeat after the first, jumping at most 30 s back or ahead, never past the end
+    plain_steps = np.ceil(watched / HEARTBEAT_S).astype(np.int64)
+    seeks = (_uniform(keys, _SEEKS) < config.seek_rate) & (plain_steps >= 3)
+    seek_step = 1 + np.floor(_uniform(keys, _SEEK_STEP) * (plain_steps - 2)).astype(np.int64)
+    reached = seek_step * HEARTBEAT_S
+    jump = np.round((2 * _uniform(keys, _SEEK_JUMP) - 1) * 30.0, 3)
+    jump = np.where(seeks, np.clip(jump, -reached, watched - reached - 0.001), 0.0)
+    steps = np.ceil((watched - jump) / HEARTBEAT_S).astype(np.int64)  # events before the last
+    media_ids = catalog.media_ids[item]
+    user_ids = users["user_id"].to_numpy()[owner]
+    session_ids = [
+        SIMULATED_PREFIX + str(uuid.uuid5(NAMESPACE, f"{config.seed}:{u}:{n}:{m}"))
+        for u, n, m in zip(user_ids, number.tolist(), media_ids, strict=True)
     ]
-    return np.log(popularity) + np.log1p(config.taste_weight * 10 * np.array(likes, dtype=float))
+    return pl.DataFrame(
+        {
+            "user_id": user_ids,
+            "media_id": media_ids,
+            "session_id": session_ids,
+            "device": users["device"].to_numpy()[owner],
+            "tier": users["tier"].to_numpy()[owner],
+            "start_us": np.round(_uniform(keys, _START) * config.days * 86_400e6).astype(np.int64),
+            "watched": watched,
+            "completes": completes,
+            "seek_step": np.where(seeks, seek_step, -1),
+            "jump": jump,
+            "steps": steps,
+        },
+        schema_overrides={"user_id": pl.String, "media_id": pl.String},
+    )
+
+
+def _expand(sessions: pl.DataFrame) -> pl.DataFrame:
+    """Sessions to events: play, heartbeats every 2 s of wall clock (a seek moves the position, not
+    the clock), then pause or complete at the furthest position reached."""
+    steps = sessions["steps"].to_numpy()
+    counts = steps + 1
+    owner = np.repeat(np.arange(sessions.height), counts)
+    k = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    seek_step, jump = sessions["seek_step"].to_numpy()[owner], sessions["jump"].to_numpy()[owner]
+    last = k == steps[owner]
+    moved = (seek_step >= 0) & (k >= seek_step)
+    heartbeat_position = np.round(k * HEARTBEAT_S + np.where(moved, jump, 0.0), 3)
+    watched = sessions["watched"].to_numpy()[owner]
+    position = np.where(last, watched, heartbeat_position)
+    # the last event comes as long after the previous one as the position moved since it
+    previous = np.round((k - 1) * HEARTBEAT_S + np.where(moved, jump, 0.0), 3)
+    elapsed = np.where(last & (k > 0), (k - 1) * HEARTBEAT_S + (watched - previous), k * HEARTBEAT_S)
+    kind = np.select(
+        [k == 0, last & sessions["completes"].to_numpy()[owner], last, k == seek_step],
+        ["play", "complete", "pause", "seek"],
+        "heartbeat",
+    )
+    epoch_us = int(EPOCH.timestamp()) * 1_000_000
+    ts_us = epoch_us + sessions["start_us"].to_numpy()[owner] + np.round(elapsed * 1e6).astype(np.int64)
+    return (
+        sessions.select("user_id", "media_id", "session_id", "device", "tier")[owner]
+        .with_columns(step=pl.Series(k))
+        .with_columns(
+            event_id=pl.format("{}:{}", pl.col("session_id"), pl.col("step")),
+            event_type=pl.Series(kind),
+            position_s=pl.Series(position),
+            ts=pl.from_epoch(pl.Series(ts_us), "us").dt.replace_time_zone("UTC"),
+        )
+        .select(list(EVENT_COLUMNS))
+        .cast(EVENT_COLUMNS)  # type: ignore[arg-type]
+    )
+
+
+def iter_events(
+    catalog: pl.DataFrame, users: pl.DataFrame, config: SimulationConfig, chunk_users: int = 4096
+) -> Iterator[pl.DataFrame]:
+    """Events for every user over config.days, `chunk_users` users at a time (sorted by user_id).
+
+    catalog needs media_id, duration_s and tags (genres; see genres_from_labels). A session's
+    title, length and seek depend only on (seed, user, session number, catalog), and its id names
+    its title, so a grown catalog changes only the sessions the new title wins.
+    """
+    if catalog.is_empty() or users.is_empty():
+        return
+    items = _Catalog.of(catalog, config)
+    users = users.sort("user_id")
+    for start in range(0, users.height, chunk_users):
+        yield _expand(_sessions(users.slice(start, chunk_users), items, config))
 
 
 def simulate_events(catalog: pl.DataFrame, users: pl.DataFrame, config: SimulationConfig) -> pl.DataFrame:
-    """Events for every user over config.days; catalog needs media_id, duration_s, tags.
-
-    Each session draws from its own seeded generator and picks its title by Gumbel-max over
-    hashed noise, so a session's content depends only on (seed, user, session number, catalog)
-    and its id names its title: a grown catalog changes only the sessions the new title wins.
-    """
-    columns = (
-        "event_id",
-        "user_id",
-        "media_id",
-        "session_id",
-        "event_type",
-        "position_s",
-        "ts",
-        "device",
-        "tier",
-    )
-    rows: dict[str, list] = {k: [] for k in columns}
-    catalog = catalog.sort("media_id")
-    media_ids = catalog["media_id"].to_list()
-    item_keys = np.array([_hash64(m) for m in media_ids], dtype=np.uint64)
-    durations = catalog["duration_s"].to_numpy()
-    for user in users.sort("user_id").iter_rows(named=True) if media_ids else []:
-        rng = np.random.default_rng([config.seed, _hash64(user["user_id"])])
-        log_weights = _log_weights(catalog, user["user_id"], config)
-        for s in range(rng.poisson(config.sessions_per_user)):
-            session_key = np.uint64(rng.integers(0, 2**63))
-            with np.errstate(over="ignore"):
-                gumbel = -np.log(-np.log(_uniform(item_keys * np.uint64(0x9E3779B97F4A7C15) ^ session_key)))
-            item = int(np.argmax(log_weights + gumbel))
-            start = EPOCH + timedelta(seconds=float(rng.uniform(0, config.days * 86_400)))
-            completes, fraction = rng.random() < 0.45, float(rng.beta(2, 2))
-            duration = float(durations[item])
-            watched = duration if completes else max(0.5, round(fraction * duration, 3))
-            positions = [*np.arange(0.0, watched, HEARTBEAT_S).round(3).tolist(), watched]
-            kinds = ["play", *["heartbeat"] * (len(positions) - 2), "complete" if completes else "pause"]
-            session_id = SIMULATED_PREFIX + str(
-                uuid.uuid5(NAMESPACE, f"{config.seed}:{user['user_id']}:{s}:{media_ids[item]}")
-            )
-            for i, (kind, position) in enumerate(zip(kinds, positions, strict=True)):
-                rows["event_id"].append(str(uuid.uuid5(NAMESPACE, f"{session_id}:{i}")))
-                rows["user_id"].append(user["user_id"])
-                rows["media_id"].append(media_ids[item])
-                rows["session_id"].append(session_id)
-                rows["event_type"].append(kind)
-                rows["position_s"].append(float(position))
-                rows["ts"].append(start + timedelta(seconds=float(position)))
-                rows["device"].append(user["device"])
-                rows["tier"].append(user["tier"])
-    return pl.DataFrame(
-        rows,
-        schema={
-            k: pl.Datetime("us", "UTC") if k == "ts" else pl.Float64 if k == "position_s" else pl.String
-            for k in columns
-        },
-    )
+    """All of iter_events at once: for catalogs and user counts that fit in memory."""
+    return pl.concat([pl.DataFrame(schema=EVENT_COLUMNS), *iter_events(catalog, users, config)])

@@ -11,6 +11,7 @@ Feast is imported inside the functions: importing it takes seconds.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sqlite3
 import sys
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from models.lake.tables import open_table
+from models.lake.tables import changes_since, open_table, read_table
 from models.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,8 +33,9 @@ MEDIA_VIEW = "media_hourly_stats"
 USER_VIEW = "user_profile"
 MEDIA_STATS_VIEW = "media_stats"
 USER_STATS_VIEW = "user_stats"
+CONTENT_VIEW = "media_content"
 # Every view the online store serves, in the order apply_and_materialize reports them.
-ONLINE_VIEWS = (MEDIA_VIEW, USER_VIEW, MEDIA_STATS_VIEW, USER_STATS_VIEW)
+ONLINE_VIEWS = (MEDIA_VIEW, USER_VIEW, MEDIA_STATS_VIEW, USER_STATS_VIEW, CONTENT_VIEW)
 MEDIA_FEATURES = ("views", "unique_viewers", "watch_time_s", "avg_watch_time_s", "completion_rate")
 USER_FEATURES = ("tier", "country", "device")
 # Materialize from the start of time: the newest row per entity may be old (an item nobody
@@ -65,7 +67,11 @@ def config_dict(settings: Settings) -> dict[str, Any]:
             "path": str(registry_path(settings)),
             "cache_ttl_seconds": 60,
         },
-        "online_store": {"type": "sqlite", "path": str(online_store_path(settings))},
+        "online_store": (
+            {"type": "redis", "connection_string": settings.feast_redis}
+            if settings.feast_redis
+            else {"type": "sqlite", "path": str(online_store_path(settings))}
+        ),
         "offline_store": {"type": "duckdb"},
         "entity_key_serialization_version": 3,
     }
@@ -128,10 +134,13 @@ def feature_store(settings: Settings) -> FeatureStore:
     return FeatureStore(repo_path=str(settings.feast_repo), config=repo_config(settings))
 
 
-def _online_entity_count(settings: Settings, view: Any) -> int:
-    """Distinct entity keys the SQLite online store holds for a feature view."""
+def _online_entity_count(settings: Settings, view: Any) -> int | None:
+    """Distinct entity keys the SQLite online store holds for a feature view (None on Redis,
+    whose keys are not grouped per view)."""
     from feast.infra.online_stores.helpers import compute_table_id
 
+    if settings.feast_redis:
+        return None
     db = online_store_path(settings)
     if not db.exists():
         return 0
@@ -149,29 +158,68 @@ def source_table(view: Any) -> str:
     return Path(view.batch_source.path).name
 
 
-def apply_and_materialize(settings: Settings, end: datetime) -> dict[str, Any]:
-    """`feast apply` plus materialize(EPOCH, end) into the online store; safe to re-run.
+def materialized_path(settings: Settings) -> Path:
+    """Which Delta version of its source each view was last materialized from (JSON)."""
+    return Path(settings.data_dir) / "feast_materialized.json"
 
-    Views whose source table has not been written yet are registered but not materialized (a
-    delta_scan of a missing table fails). Returns metadata for the materialization asset.
+
+def _materialize_view(
+    settings: Settings, store: FeatureStore, view: Any, since: int | None
+) -> dict[str, Any]:
+    """Bring one view's online rows up to its source table's current version, incrementally.
+
+    Feast's own materialize_incremental starts where the last run ended in event time, so it
+    misses what arrives late: a new viewer with an old signup_ts, a late event rewriting an old
+    hour that is still an item's latest. Here the Delta log says what changed since the version
+    last materialized; the window starts at the earliest changed row's timestamp, so every entity
+    with a changed row gets its latest row again and the others are left alone. A deletion (the
+    online store cannot un-write) or an unreadable old version falls back to a full run.
     """
-    if end.tzinfo is None:
-        end = end.replace(tzinfo=UTC)
+    name = source_table(view)
+    table = open_table(settings, name)
+    if table is None:
+        return {"mode": "skipped: source table not written yet"}
+    timestamp = view.batch_source.timestamp_field
+    version = table.version()
+    end = read_table(settings, name, columns=[timestamp])[timestamp].max()
+    if end is None:
+        return {"mode": "skipped: source table is empty", "version": version}
+    online = _online_entity_count(settings, view) != 0  # None (Redis): trust the recorded version
+    changes = changes_since(settings, name, since) if online and since not in (None, version) else None
+    if online and (since == version or (changes is not None and changes.empty)):
+        return {"mode": "unchanged", "version": version}
+    if changes is None or not changes.deleted.is_empty():
+        mode, start = "full", EPOCH
+    else:
+        mode, start = "incremental", changes.upserted[timestamp].min()
+    store.materialize(start_date=start, end_date=end, feature_views=[view.name])  # type: ignore[arg-type]
+    return {"mode": mode, "version": version, "start": start.isoformat(), "end": end.isoformat()}  # type: ignore[union-attr]
+
+
+def apply_and_materialize(settings: Settings) -> dict[str, Any]:
+    """`feast apply`, then each view's changed rows into the online store; safe to re-run.
+
+    Each view is materialized up to the newest timestamp in its source table (not wall-clock
+    now), from where its rows changed since the last run (see _materialize_view). Views whose
+    source is not written yet are registered but not materialized. Returns the asset's metadata.
+    """
     objects = feast_objects(settings)
     store = feature_store(settings)
     store.apply(list(objects.values()))
-
-    views = [objects[name] for name in ONLINE_VIEWS]
-    ready = [v.name for v in views if open_table(settings, source_table(v)) is not None]
-    if ready:
-        store.materialize(start_date=EPOCH, end_date=end, feature_views=ready)
+    state_file = materialized_path(settings)
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    runs = {}
+    for name in ONLINE_VIEWS:
+        runs[name] = _materialize_view(settings, store, objects[name], state.get(name))
+        if "version" in runs[name]:
+            state[name] = runs[name]["version"]
+            state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
     return {
         "project": PROJECT,
-        "feature_views": [v.name for v in views],
-        "materialized_views": ready,
-        "skipped_views": [v.name for v in views if v.name not in ready],
-        "online_entity_rows": {v.name: _online_entity_count(settings, v) for v in views},
-        "materialized_until": end.isoformat(),
+        "feature_views": list(ONLINE_VIEWS),
+        "materialized_views": [v for v, run in runs.items() if run["mode"] in ("full", "incremental")],
+        "materialization": runs,
+        "online_entity_rows": {v: _online_entity_count(settings, objects[v]) for v in ONLINE_VIEWS},
         "registry_path": str(registry_path(settings)),
         "online_store_path": str(online_store_path(settings)),
         "lake_root": settings.lake_root,

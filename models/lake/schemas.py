@@ -207,6 +207,20 @@ CONTENT_LABELS = _spec(
     f("score", pa.float64()),
 )
 
+MEDIA_CONTENT = _spec(
+    "media_content",
+    ("media_id",),
+    "What a title is about, one row per item for the feature store: genre and mood labels, OCR'd "
+    "and VideoMAE labels, duration, and which text embedding describes it; known from ingest time.",
+    f("media_id", pa.string(), nullable=False),
+    f("genres", pa.list_(pa.string())),
+    f("moods", pa.list_(pa.string())),
+    f("labels", pa.list_(pa.string())),
+    f("duration_s", pa.float64()),
+    f("embedding_id", pa.string()),
+    f("available_at", TS),
+)
+
 USERS = _spec(
     "users",
     ("user_id",),
@@ -337,6 +351,7 @@ ALL_TABLES: dict[str, TableSpec] = {
         TEXT_EMBEDDINGS,
         CLIP_EMBEDDINGS,
         CONTENT_LABELS,
+        MEDIA_CONTENT,
         USERS,
         VIEW_EVENTS,
         HOURLY_STATS,

@@ -70,6 +70,55 @@ def read_table(settings: Settings, name: str, columns: list[str] | None = None) 
     return frame.select(columns) if columns else frame
 
 
+@dataclass(frozen=True)
+class Changes:
+    """How a table's rows differ between an earlier version and now."""
+
+    since: int  # the earlier version
+    version: int  # the current version
+    upserted: pl.DataFrame  # rows now present that the earlier version lacked (new or changed)
+    deleted: pl.DataFrame  # keys of the earlier version that are gone
+
+    @property
+    def empty(self) -> bool:
+        return self.upserted.is_empty() and self.deleted.is_empty()
+
+
+def changes_since(settings: Settings, name: str, version: int) -> Changes | None:
+    """Rows inserted, changed or deleted since `version`; None where that version cannot be read
+    (the table is gone, or its log or files were cleaned up): the caller then starts over.
+
+    Snapshots are compared row by row, not file by file: a MERGE rewrites whole files, so a file
+    diff would call every row that shared a file with one changed row "changed".
+    """
+    table = open_table(settings, name)
+    if table is None:
+        return None
+    try:
+        earlier = DeltaTable(
+            table_uri(settings, name), version=version, storage_options=settings.storage_options
+        )
+        before = pl.from_arrow(earlier.to_pyarrow_dataset().to_table())
+    except (DeltaError, OSError) as err:
+        log.info("%s: version %d is not readable (%s); treating every row as changed", name, version, err)
+        return None
+    now = pl.from_arrow(table.to_pyarrow_dataset().to_table())
+    assert isinstance(before, pl.DataFrame) and isinstance(now, pl.DataFrame)
+    keys = list(ALL_TABLES[name].keys)
+    fingerprint = "__row_hash"
+    upserted = (
+        now.with_columns(now.hash_rows().alias(fingerprint))
+        .join(
+            before.select(before.select(now.columns).hash_rows().alias(fingerprint)),
+            on=fingerprint,
+            how="anti",
+        )
+        .drop(fingerprint)
+    )
+    deleted = before.select(keys).join(now.select(keys), on=keys, how="anti", nulls_equal=True)
+    return Changes(version, table.version(), upserted, deleted)
+
+
 def snapshot_files(settings: Settings, name: str) -> list[str]:
     """The data files of the current version: what Spark or DuckDB must read, and nothing else."""
     table = open_table(settings, name)

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from models.features import store
-from models.lake.tables import upsert
+from models.features.content import media_content as build_media_content
+from models.lake.tables import delete_where_in, upsert
 from models.settings import REPO_ROOT, Settings, get_settings
 
 
@@ -68,8 +69,28 @@ USER_STATS = [
         "last_seen": hour(8),
     },
 ]
+MEDIA_CONTENT = [
+    {
+        "media_id": "m1",
+        "genres": ["drama"],
+        "moods": ["tense", "dark"],
+        "labels": ["genre:drama", "mood:tense", "mood:dark"],
+        "duration_s": 60.0,
+        "embedding_id": "minilm/m1",
+        "available_at": hour(0),
+    },
+    {
+        "media_id": "m2",
+        "genres": [],
+        "moods": [],
+        "labels": [],
+        "duration_s": 5.0,
+        "embedding_id": None,
+        "available_at": hour(6),
+    },
+]
 END = hour(13)
-VIEWS = ["media_hourly_stats", "user_profile", "media_stats", "user_stats"]
+VIEWS = ["media_hourly_stats", "user_profile", "media_stats", "user_stats", "media_content"]
 
 
 def make_lake(data_dir: Path) -> Settings:
@@ -81,6 +102,7 @@ def make_lake(data_dir: Path) -> Settings:
     upsert(settings, "hourly_stats", HOURLY)
     upsert(settings, "users", USERS)
     upsert(settings, "user_stats", USER_STATS)
+    upsert(settings, "media_content", MEDIA_CONTENT)
     return settings
 
 
@@ -91,21 +113,37 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict]:
     # DeprecationWarning filter in front of pytest's ignore: silence it for the first run.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "fetch_arrow_table", DeprecationWarning)
-        return settings, store.apply_and_materialize(settings, END)
+        return settings, store.apply_and_materialize(settings)
 
 
 def test_materialize_summary_and_idempotent_rerun(lake: tuple[Settings, dict]) -> None:
     settings, summary = lake
     assert summary["materialized_views"] == VIEWS
-    assert summary["online_entity_rows"] == dict(zip(VIEWS, [3, 2, 3, 2], strict=True))
+    assert {run["mode"] for run in summary["materialization"].values()} == {"full"}
+    assert summary["online_entity_rows"] == dict(zip(VIEWS, [3, 2, 3, 2, 2], strict=True))
     assert Path(summary["registry_path"]).is_file()
     assert Path(summary["registry_path"]).parent == settings.data_dir
-    again = store.apply_and_materialize(settings, END)
-    assert again == summary
+    again = store.apply_and_materialize(settings)
+    assert again["materialized_views"] == []
+    assert {run["mode"] for run in again["materialization"].values()} == {"unchanged"}
+    assert again["online_entity_rows"] == summary["online_entity_rows"]
     names = sorted(v.name for v in store.feature_store(settings).list_feature_views())
     assert names == sorted(VIEWS)
     service = store.feature_store(settings).get_feature_service("recommender")
     assert sorted(p.name for p in service.feature_view_projections) == sorted(VIEWS)
+
+
+def test_content_features_online_and_point_in_time(lake: tuple[Settings, dict]) -> None:
+    settings, _ = lake
+    features = ("genres", "moods", "embedding_id", "duration_s")
+    online = store.online_view(settings, "media_content", "media_id", ["m1", "m2", "m9"], features)
+    assert online.row(0) == ("m1", ["drama"], ["tense", "dark"], "minilm/m1", 60.0)
+    assert online.row(1) == ("m2", [], [], None, 5.0)
+    assert online.row(2)[1:] == (None, None, None, None)
+    entity_df = pl.DataFrame({"media_id": ["m2", "m2"], "event_timestamp": [hour(5), hour(7)]})
+    refs = ["media_content:duration_s"]
+    # m2 was ingested at 6 h: a row dated 5 h must not see its content
+    assert store.historical_features(settings, entity_df, refs)["duration_s"].to_list() == [None, 5.0]
 
 
 def test_online_features_are_the_latest_rows(lake: tuple[Settings, dict]) -> None:
@@ -151,7 +189,7 @@ def store_ttl() -> timedelta:
 
 def test_offline_store_reads_the_latest_delta_version(tmp_path: Path) -> None:
     settings = make_lake(tmp_path)
-    store.apply_and_materialize(settings, END)
+    store.apply_and_materialize(settings)
     entity_df = pl.DataFrame({"media_id": ["m1"], "event_timestamp": [hour(4)]})
     assert store.historical_features(settings, entity_df)["views"].to_list() == [20]
 
@@ -163,8 +201,60 @@ def test_offline_store_reads_the_latest_delta_version(tmp_path: Path) -> None:
     assert stale.filter((pl.col("media_id") == "m1") & (pl.col("hour") == hour(3))).height == 2
 
     assert store.historical_features(settings, entity_df)["views"].to_list() == [99]
-    store.apply_and_materialize(settings, END)
+    store.apply_and_materialize(settings)
     assert store.online_features(settings, ["m1"])["completion_rate"].to_list() == [0.9]
+
+
+def test_media_content_rows_from_labels_and_embeddings() -> None:
+    items = pl.DataFrame(
+        {"media_id": ["a", "b"], "duration_s": [10.0, 20.0], "ingested_at": [hour(1), hour(2)]}
+    )
+    labels = pl.DataFrame(
+        {
+            "media_id": ["a", "a", "a", "a", "a"],
+            "source": ["text-zero-shot", "text-zero-shot", "text-zero-shot", "audio", "ocr"],
+            "kind": ["genre", "genre", "mood", "audio", "ocr"],
+            "label": ["news", "drama", "calm", "loudness_lufs", "STOP"],
+            "score": [0.2, 0.7, 0.9, -16.0, 0.8],
+        }
+    )
+    embeddings = pl.DataFrame({"media_id": ["a"], "model": ["all-MiniLM-L6-v2"]})
+    rows = build_media_content(items, labels, embeddings).to_dicts()
+    assert rows[0] == {
+        "media_id": "a",
+        "genres": ["drama", "news"],  # best first
+        "moods": ["calm"],
+        "labels": ["mood:calm", "ocr:STOP", "genre:drama", "genre:news"],  # no audio numbers
+        "duration_s": 10.0,
+        "embedding_id": "all-MiniLM-L6-v2/a",
+        "available_at": hour(1),
+    }
+    assert (rows[1]["genres"], rows[1]["embedding_id"]) == ([], None)
+
+
+def test_incremental_materialization_catches_late_rows(tmp_path: Path) -> None:
+    """Feast's materialize_incremental would start at the last run's end (13 h) and miss both."""
+    settings = make_lake(tmp_path)
+    store.apply_and_materialize(settings)
+    late_user = {"user_id": "u3", "tier": "premium", "country": "JP", "device": "ios", "signup_ts": hour(1)}
+    upsert(settings, "users", [late_user])
+    upsert(settings, "hourly_stats", [stats("m2", 2, 40, 0.9)])  # a late event rewrites m2's latest hour
+    summary = store.apply_and_materialize(settings)
+    modes = {view: run["mode"] for view, run in summary["materialization"].items()}
+    assert modes == {
+        "media_hourly_stats": "incremental",
+        "user_profile": "incremental",
+        "media_stats": "incremental",
+        "user_stats": "unchanged",
+        "media_content": "unchanged",
+    }
+    assert summary["materialization"]["user_profile"]["start"] == hour(1).isoformat()
+    profile = store.online_view(settings, "user_profile", "user_id", ["u3"], ("tier",))
+    assert profile["tier"].to_list() == ["premium"]
+    assert store.online_features(settings, ["m2"])["views"].to_list() == [40]
+
+    delete_where_in(settings, "users", "user_id", ["u3"])
+    assert store.apply_and_materialize(settings)["materialization"]["user_profile"]["mode"] == "full"
 
 
 def test_committed_yaml_is_the_default_config() -> None:
@@ -237,12 +327,13 @@ def test_training_set_never_sees_a_later_value(lake: tuple[Settings, dict]) -> N
 
 
 def test_online_values_equal_the_offline_latest(lake: tuple[Settings, dict]) -> None:
-    """After materializing up to END, each entity's online row is what the offline store
-    returns at END, and that is the lake's newest row."""
+    """After materializing (each view up to its newest row, all before END), each entity's online
+    row is what the offline store returns at END, and that is the lake's newest row."""
     settings, _ = lake
     cases = [
         ("media_stats", "media_id", ["m1", "m2", "m3"], MEDIA_STATS),
         ("user_stats", "user_id", ["u1", "u2"], USER_STATS_REFS),
+        ("media_content", "media_id", ["m1", "m2"], ["media_content:genres", "media_content:embedding_id"]),
     ]
     for view, key, ids, refs in cases:
         names = tuple(ref.split(":")[1] for ref in refs)

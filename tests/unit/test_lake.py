@@ -64,6 +64,22 @@ def test_delete_where_in_removes_only_those_rows(lake: Settings) -> None:
     assert (result.row_count, tables.read_table(lake, "shots")["media_id"].unique().to_list()) == (3, ["m1"])
 
 
+def test_changes_since_names_changed_new_and_deleted_rows(lake: Settings) -> None:
+    first = tables.upsert(lake, "shots", _shots(4))
+    changed = _shots(5)
+    changed[1]["end_s"] = 9.0
+    tables.upsert(lake, "shots", changed)  # a MERGE rewrites the file that held all four rows
+    tables.delete_where_in(lake, "shots", "shot_idx", [])
+    tables.replace_rows(lake, "shots", [r for r in changed if r["shot_idx"] != 3])
+    changes = tables.changes_since(lake, "shots", first.version)
+    assert changes is not None and not changes.empty
+    assert sorted(changes.upserted["shot_idx"].to_list()) == [1, 4]
+    assert changes.deleted.to_dicts() == [{"media_id": "m1", "detector": "content", "shot_idx": 3}]
+    now = tables.changes_since(lake, "shots", changes.version)
+    assert now is not None and now.empty
+    assert tables.changes_since(lake, "shots", changes.version + 5) is None
+
+
 def test_wrong_schema_is_a_clear_error_and_writes_nothing(lake: Settings) -> None:
     with pytest.raises(SchemaMismatch, match=r"missing columns \['end_s'\]"):
         tables.upsert(lake, "shots", [{k: v for k, v in row.items() if k != "end_s"} for row in _shots(2)])
