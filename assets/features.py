@@ -1,11 +1,11 @@
-"""Features: what titles are about (media_content), and the Feast repo applied and materialized
-into the online store."""
+"""Features: what titles are about (media_content), the Feast registry (`feast apply`) and the
+online store (incremental materialization)."""
 
 import dagster as dg
 
 from assets.common import OWNER, StreamlakeResource, table_asset, write_metadata
 from models.features.content import media_content as build_media_content
-from models.features.store import apply_and_materialize
+from models.features.store import apply, materialize_online
 from models.lake import tables
 
 
@@ -22,24 +22,37 @@ def media_content(streamlake: StreamlakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=write_metadata(result))
 
 
+def _metadata(summary: dict) -> dict[str, object]:
+    return {
+        k: dg.MetadataValue.json(v)
+        if isinstance(v, dict | list)
+        else v
+        if isinstance(v, int | float)
+        else str(v)
+        for k, v in summary.items()
+    }
+
+
+@dg.asset(group_name="features", kinds={"feast"}, owners=[OWNER])
+def feast_registry(streamlake: StreamlakeResource) -> dg.MaterializeResult:
+    """`feast apply`: entities user and media, the Delta-backed sources, the feature views and the
+    `recommender` feature service, registered in the file registry under the data dir."""
+    return dg.MaterializeResult(metadata=_metadata(apply(streamlake.settings())))
+
+
 @dg.asset(
     group_name="features",
-    deps=["hourly_stats", "users", "user_stats", "media_content"],
+    deps=["feast_registry", "hourly_stats", "users", "user_stats", "media_content"],
     kinds={"feast", "duckdb", "sqlite"},
     owners=[OWNER],
 )
 def feast_online_features(streamlake: StreamlakeResource) -> dg.MaterializeResult:
-    """`feast apply`, then incremental materialization: each view's rows that changed since the
-    Delta version it last loaded (a full load the first time, or after deletions) go online.
+    """Incremental materialization: each view's rows that changed since the Delta version it last
+    loaded (a full load the first time, or after deletions) go to the online store.
 
     Each view is loaded up to the newest timestamp in its own source table, not wall-clock now,
     so a re-run over the same data loads nothing.
     """
-    summary = apply_and_materialize(streamlake.settings())
-    modes = {view: run["mode"] for view, run in summary.pop("materialization").items()}
-    return dg.MaterializeResult(
-        metadata={
-            **{k: v if isinstance(v, int | float) else str(v) for k, v in summary.items()},
-            "materialization": dg.MetadataValue.json(modes),
-        }
-    )
+    summary = materialize_online(streamlake.settings())
+    summary["materialization"] = {view: run["mode"] for view, run in summary["materialization"].items()}
+    return dg.MaterializeResult(metadata=_metadata(summary))

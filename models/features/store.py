@@ -196,16 +196,27 @@ def _materialize_view(
     return {"mode": mode, "version": version, "start": start.isoformat(), "end": end.isoformat()}  # type: ignore[union-attr]
 
 
-def apply_and_materialize(settings: Settings) -> dict[str, Any]:
-    """`feast apply`, then each view's changed rows into the online store; safe to re-run.
+def apply(settings: Settings) -> dict[str, Any]:
+    """`feast apply`: register entities, sources, views and the service (the registry asset)."""
+    objects = feast_objects(settings)
+    feature_store(settings).apply(list(objects.values()))
+    return {
+        "project": PROJECT,
+        "feature_views": list(ONLINE_VIEWS),
+        "registry_path": str(registry_path(settings)),
+        "lake_root": settings.lake_root,
+    }
+
+
+def materialize_online(settings: Settings) -> dict[str, Any]:
+    """Each view's changed rows into the online store; safe to re-run (needs `apply` first).
 
     Each view is materialized up to the newest timestamp in its source table (not wall-clock
     now), from where its rows changed since the last run (see _materialize_view). Views whose
-    source is not written yet are registered but not materialized. Returns the asset's metadata.
+    source is not written yet are skipped. Returns the asset's metadata.
     """
     objects = feast_objects(settings)
     store = feature_store(settings)
-    store.apply(list(objects.values()))
     state_file = materialized_path(settings)
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     runs = {}
@@ -215,15 +226,16 @@ def apply_and_materialize(settings: Settings) -> dict[str, Any]:
             state[name] = runs[name]["version"]
             state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
     return {
-        "project": PROJECT,
-        "feature_views": list(ONLINE_VIEWS),
         "materialized_views": [v for v, run in runs.items() if run["mode"] in ("full", "incremental")],
         "materialization": runs,
         "online_entity_rows": {v: _online_entity_count(settings, objects[v]) for v in ONLINE_VIEWS},
-        "registry_path": str(registry_path(settings)),
-        "online_store_path": str(online_store_path(settings)),
-        "lake_root": settings.lake_root,
+        "online_store": str(settings.feast_redis or online_store_path(settings)),
     }
+
+
+def apply_and_materialize(settings: Settings) -> dict[str, Any]:
+    """apply, then materialize_online: what a notebook or test runs to get features in one call."""
+    return {**apply(settings), **materialize_online(settings)}
 
 
 def online_features(
