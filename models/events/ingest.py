@@ -301,13 +301,7 @@ def ingest_events(
         log.warning(
             "%d repeated event_ids in the batch differ from their first copy; kept the first", conflicting
         )
-    known = tables.read_table(settings, "view_events", columns=["event_id"])
-    fresh = unique.join(known, on="event_id", how="anti")
-    table = tables.open_table(settings, VIEW_EVENTS.name) if fresh.is_empty() else None
-    if table is not None:  # a pure replay: skip insert_new's second key scan, nothing would commit
-        write = tables.WriteResult(VIEW_EVENTS.name, table.version(), 0, table.count())
-    else:
-        write = tables.insert_new(settings, VIEW_EVENTS.name, fresh)
+    write, fresh = tables.insert_new_rows(settings, VIEW_EVENTS.name, unique)
     result = IngestResult(
         accepted=write.rows_written,
         duplicates=batch.height - write.rows_written,

@@ -202,7 +202,8 @@ def _merge(settings: Settings, spec: TableSpec, rows: pa.Table, insert_only: boo
     merger.when_not_matched_insert_all().execute()
 
 
-def _write(settings: Settings, name: str, rows: object, insert_only: bool) -> WriteResult:
+def _write(settings: Settings, name: str, rows: object, insert_only: bool) -> tuple[WriteResult, pa.Table]:
+    """Merge the rows that are new (insert_only) or changed; the result and those rows."""
     spec = ALL_TABLES[name]
     incoming = conform(rows, spec)  # type: ignore[arg-type]
     duplicated = pl.from_arrow(incoming.select(list(spec.keys))).is_duplicated().any()  # type: ignore[union-attr]
@@ -211,17 +212,16 @@ def _write(settings: Settings, name: str, rows: object, insert_only: bool) -> Wr
     if duplicated:
         deduped = pl.from_arrow(incoming).unique(subset=list(spec.keys), keep="first", maintain_order=True)
         incoming = deduped.to_arrow().cast(spec.schema)  # type: ignore[union-attr]
-    written = 0
+    fresh = incoming.slice(0, 0)
 
     def attempt() -> None:
-        nonlocal written
+        nonlocal fresh
         fresh = _changed_rows(settings, spec, incoming, keys_only=insert_only)
-        written = fresh.num_rows
-        if written or open_table(settings, spec.name) is None:
+        if fresh.num_rows or open_table(settings, spec.name) is None:
             _merge(settings, spec, fresh, insert_only)
 
     _with_retries(spec, attempt)
-    return _result(settings, name, written)
+    return _result(settings, name, fresh.num_rows), fresh
 
 
 def _result(settings: Settings, name: str, rows_written: int) -> WriteResult:
@@ -233,12 +233,22 @@ def _result(settings: Settings, name: str, rows_written: int) -> WriteResult:
 
 def upsert(settings: Settings, name: str, rows: pa.Table | pl.DataFrame | list[dict]) -> WriteResult:
     """Insert new keys, update changed rows, leave identical rows (and the version) alone."""
-    return _write(settings, name, rows, insert_only=False)
+    return _write(settings, name, rows, insert_only=False)[0]
 
 
 def insert_new(settings: Settings, name: str, rows: pa.Table | pl.DataFrame | list[dict]) -> WriteResult:
     """Append rows whose key the table lacks: exactly-once over at-least-once producers."""
-    return _write(settings, name, rows, insert_only=True)
+    return _write(settings, name, rows, insert_only=True)[0]
+
+
+def insert_new_rows(
+    settings: Settings, name: str, rows: pa.Table | pl.DataFrame | list[dict]
+) -> tuple[WriteResult, pl.DataFrame]:
+    """insert_new, also handing back the rows it inserted (one key scan serves both)."""
+    result, fresh = _write(settings, name, rows, insert_only=True)
+    inserted = pl.from_arrow(fresh)
+    assert isinstance(inserted, pl.DataFrame)
+    return result, inserted
 
 
 def _delete_rows(settings: Settings, spec: TableSpec, match: pl.DataFrame) -> None:
