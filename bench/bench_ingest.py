@@ -3,7 +3,7 @@ into a fresh Delta lake, then a replay of 20% of them (an at-least-once producer
 
 The baseline is the strongest naive alternative: write_deltalake(mode="append") of the same
 validated rows, no dedupe. The ratio is ours_s / baseline_s, the price of validation plus
-exactly-once. Events come from bench_events.synthetic_events with event_ids added. It fails
+exactly-once. Events come from the platform's simulator (models/events/simulator.py). It fails
 loudly unless both tables end with the same N distinct event_ids and ours holds each one once
 (the append table holds the replayed duplicates too).
 Run from the repository root: `python bench/bench_ingest.py [--events 1000000]`.
@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_events import synthetic_events  # noqa: E402
+from bench_events import simulation_inputs  # noqa: E402
 
 from models.events.ingest import EVENT_SCHEMA, IngestResult, ingest_events  # noqa: E402
+from models.events.simulator import iter_events  # noqa: E402
 from models.lake.tables import read_table, table_uri  # noqa: E402
 from models.settings import get_settings  # noqa: E402
 
@@ -55,18 +56,16 @@ def _ingest_before() -> tuple[Callable[..., IngestResult], str]:
     return module.ingest_events, f"models/events/ingest.py at {BEFORE_COMMIT[:10]}"
 
 
-DEVICES = ["web", "ios", "android", "tv"]
-
-
 def producer_events(n: int, seed: int = 42) -> pl.DataFrame:
-    """n typed events in view_events' shape, as the batch job sends them; ids unique and opaque."""
-    events = synthetic_events(n + n // 10, seed=seed).head(n)  # it makes about n; take exactly n
-    index = pl.int_range(pl.len())
-    return events.with_columns(
-        event_id=pl.format("ev-{}-{}", index.hash(seed).cast(pl.String).str.zfill(20), index),
-        device=(index % len(DEVICES)).replace_strict(list(range(len(DEVICES))), DEVICES),
-        tier=pl.when(index % 3 == 0).then(pl.lit("premium")).otherwise(pl.lit("free")),
-    ).select(EVENT_SCHEMA.names())
+    """The simulator's first n events (the platform's own producer), in view_events' shape."""
+    catalog, users, config = simulation_inputs(n, seed)
+    chunks, total = [], 0
+    for chunk in iter_events(catalog, users, config):
+        chunks.append(chunk)
+        total += chunk.height
+        if total >= n:
+            break
+    return pl.concat(chunks).head(n).select(EVENT_SCHEMA.names())
 
 
 def _ours(
