@@ -14,11 +14,9 @@ from models.analysis.asr import transcript_text
 from models.analysis.chapters import chapters as find_chapters
 from models.analysis.chapters import chapters_webvtt
 from models.analysis.ocr import ocr_frames, words_as_labels
-from models.analysis.text_embeddings import embed_texts, item_text
+from models.analysis.text_embeddings import BUNDLED_MODEL_NAME, embed_texts, item_text
 from models.lake import tables
 from models.settings import Settings
-
-DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 
 
 @functools.cache
@@ -41,7 +39,7 @@ def text_embeddings(
     vector = _embedder(settings.text_model)([text])[0]
     row = {
         "media_id": media_id,
-        "model": settings.text_model or DEFAULT_TEXT_MODEL,
+        "model": settings.text_model or BUNDLED_MODEL_NAME,
         "text": text,
         "embedding": vector.astype(np.float32).tolist(),
     }

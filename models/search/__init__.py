@@ -1,0 +1,1 @@
+"""Catalog search: BM25 and sentence embeddings over the catalog, fused by rank."""
