@@ -1,35 +1,61 @@
 """The Streamlake HTTP API: one Ray Serve application over the published snapshots and the champion.
 
-`build_app` wires three deployments by handles: `Api` (the FastAPI ingress), `Catalog` (the
-api_catalog snapshot) and `Recommender` (the MLflow champion plus the recs_topk cold-start list).
-Settings and the reload interval are bind arguments, never globals, so the same code serves a test
-lake, the local data folder or a cluster lake. `serve run serving.app:app` uses the environment's
-settings. The API reads nothing but published Delta snapshots and the registry's `champion`.
+`build_app` wires the deployments by handles: `Api` (the FastAPI ingress: auth, rate limits, HLS
+delivery, metrics), `Catalog` (api_catalog plus chapters and trickplay), `Recommender` (the MLflow
+champion plus the recs_topk cold-start list), `Search` (hybrid BM25 + MiniLM over the catalog),
+`Similar` (text embeddings + co-watch) and `EventWriter` (buffered, exactly-once event ingest).
+Settings, reload interval, rate limits and the events flush interval are bind arguments, never
+globals, so the same code serves a test lake, the local data folder or a cluster lake.
+`serve run serving.app:app` uses the environment's settings. The API reads nothing but published
+Delta tables and the registry's `champion`, each reloaded when its version moves, and writes only
+through the events path (view_events, events_rejected, hourly_stats).
+
+Rate limits live in the Api replica (one by default): with more replicas a user gets that many
+times the limit (see serving/security/rate_limit.py). /hls is not rate limited: a player fetches a
+segment every few seconds, and the signed grant already bounds who may fetch what, and until when.
 
 No `from __future__ import annotations` here: Serve rebuilds the FastAPI routes in its proxy,
 where string annotations such as `MediaId` no longer resolve.
 """
 
 import asyncio
+import functools
 import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
 from typing import Annotated, Any, Literal, NamedTuple
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
-from pydantic import BaseModel
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
+from models.events.ingest import refresh_hours
 from models.recsys.registry import Champion, champion_version, load_champion
+from models.search.catalog_search import SOURCE_TABLES, CatalogIndex, Filters
 from models.settings import Settings, get_settings
+from serving import metrics, playback
+from serving.events_buffer import EventBuffer, ingest_batches
+from serving.security import hls_signing, tokens
+from serving.security.rate_limit import DEFAULT_RATES, Rate, RateLimiter
+from serving.similar import SimilarIndex
 from serving.snapshots import (
     CATALOG_TABLE,
     RECS_TABLE,
     CatalogSnapshot,
     ColdStart,
+    PlaybackExtras,
+    extras_versions,
     load_catalog,
     load_cold_start,
+    load_extras,
+    read_versioned,
     table_version,
 )
 
@@ -37,14 +63,20 @@ log = logging.getLogger("ray.serve")  # Serve routes this logger into the replic
 
 APP_NAME = "streamlake"
 RELOAD_INTERVAL_S = 5.0
-# Items the catalog lacks are dropped after ranking, so ask the model for spares.
+# Items the catalog lacks are dropped after ranking, so ask for spares.
 OVERFETCH = 2
+# Events wait at most this long for their group commit (plus the write itself).
+FLUSH_INTERVAL_S = 0.25
+FLUSH_MAX_ROWS = 5_000
+MAX_EVENTS_PER_REQUEST = 1_000
 
 MEDIA_ID = r"^[0-9a-f]{16}$"
 USER_ID = r"^[A-Za-z0-9_-]+$"
+SIMILAR_TABLES = ("text_embeddings", "co_watch")
+HLS_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment", ".mp4": "video/mp4"}
 
-# Small replicas (three of them fit in well under one of the two cores), bounded queues so that
-# overload answers 503 at once instead of piling up, and a short drain on shutdown.
+# Small replicas (six of them fit in under two cores), bounded queues so that overload answers
+# 503 at once instead of piling up, and a short drain on shutdown.
 REPLICA_OPTIONS: dict[str, Any] = {
     "ray_actor_options": {"num_cpus": 0.25},
     "max_ongoing_requests": 32,
@@ -52,6 +84,8 @@ REPLICA_OPTIONS: dict[str, Any] = {
     "health_check_period_s": 10.0,
     "graceful_shutdown_timeout_s": 5.0,
 }
+# One writer, so per-request counts are exact; a drain long enough for the last group commit.
+WRITER_OPTIONS: dict[str, Any] = {**REPLICA_OPTIONS, "num_replicas": 1, "graceful_shutdown_timeout_s": 30.0}
 
 
 class Rendition(BaseModel):
@@ -70,7 +104,7 @@ class Subtitle(BaseModel):
 
 
 class MediaItem(BaseModel):
-    """One api_catalog row: what a player needs to start playback."""
+    """One api_catalog row, with the renditions the caller's tier may play."""
 
     media_id: str
     title: str | None
@@ -84,6 +118,44 @@ class MediaItem(BaseModel):
     renditions: list[Rendition] | None
     subtitles: list[Subtitle] | None
     shot_count: int | None
+
+
+class Chapter(BaseModel):
+    chapter_idx: int
+    start_s: float | None
+    end_s: float | None
+    title: str | None
+
+
+class Trickplay(BaseModel):
+    """The WebVTT map from time ranges to sprite tiles (`sprite_000.jpg#xywh=…`, beside the map)."""
+
+    url: str
+    width: int | None  # one tile
+    height: int | None
+    time_s: float | None  # seconds between tiles
+
+
+class SubtitleTrack(BaseModel):
+    lang: str
+    url: str
+
+
+class Playback(BaseModel):
+    """What a player needs: the signed master playlist and what goes around it."""
+
+    media_id: str
+    title: str | None
+    duration_s: float | None
+    tier: str
+    device: playback.Device
+    master_url: str
+    expires_at: int
+    renditions: list[Rendition]
+    subtitles: list[SubtitleTrack]
+    chapters: list[Chapter]
+    poster_url: str | None
+    trickplay: Trickplay | None
 
 
 class Health(BaseModel):
@@ -104,6 +176,47 @@ class Recommendations(BaseModel):
     model_version: str | None
     source: Literal["champion", "cold_start"]
     items: list[RecommendedItem]
+
+
+class SimilarItem(BaseModel):
+    media_id: str
+    title: str | None
+    score: float  # reciprocal-rank fusion of the two retrievers
+    content: float | None  # text-embedding cosine, when among the closest
+    co_watch: float | None  # co_watch weight, when watched together
+
+
+class SimilarItems(BaseModel):
+    media_id: str
+    items: list[SimilarItem]
+
+
+class SearchHit(BaseModel):
+    media_id: str
+    title: str | None
+    score: float
+    matched_by: list[str]
+    bm25_rank: int | None
+    vector_rank: int | None
+    duration_s: float | None
+    genres: list[str]
+
+
+class SearchResults(BaseModel):
+    query: str
+    items: list[SearchHit]
+
+
+class EventBatch(BaseModel):
+    """Player events as sent; each row is validated on its own (see models/events/ingest.py)."""
+
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
+
+
+class EventCounts(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
 
 
 class _Watcher:
@@ -142,23 +255,30 @@ class _Watcher:
 
 @serve.deployment(**REPLICA_OPTIONS)
 class Catalog(_Watcher):
-    """api_catalog in memory, keyed by media_id."""
+    """api_catalog in memory, keyed by media_id, with each item's chapters and trickplay map."""
 
     async def __init__(self, settings: Settings, reload_interval_s: float) -> None:
         self._settings = settings
         self._snapshot = CatalogSnapshot()
+        self._extras = PlaybackExtras()
         await self._start_watching(reload_interval_s)
 
     def _refresh(self) -> None:
         if table_version(self._settings, CATALOG_TABLE) != self._snapshot.version:
             self._snapshot = load_catalog(self._settings)
             log.info("api_catalog: now serving Delta version %s", self._snapshot.version)
+        if extras_versions(self._settings) != self._extras.versions:
+            self._extras = load_extras(self._settings)
 
     async def version(self) -> int | None:
         return self._snapshot.version
 
     async def get(self, media_id: str) -> dict[str, Any] | None:
         return self._snapshot.rows.get(media_id)
+
+    async def extras(self, media_id: str) -> dict[str, Any]:
+        extras = self._extras
+        return {"chapters": extras.chapters.get(media_id, []), "trickplay": extras.trickplay.get(media_id)}
 
     async def titles(self, media_ids: list[str]) -> dict[str, str | None]:
         """Title of each id the catalog holds; ids it lacks are left out."""
@@ -218,26 +338,185 @@ class Recommender(_Watcher):
         return {"model_version": cold.model_version, "source": "cold_start", "items": cold.items[:n]}
 
 
+@serve.deployment(**REPLICA_OPTIONS)
+class Search(_Watcher):
+    """The hybrid catalog index, rebuilt when one of its source tables gets a new version."""
+
+    async def __init__(self, settings: Settings, reload_interval_s: float) -> None:
+        import torch
+
+        # Embedding a query takes 15 ms on one thread and 730 ms on two here: the replica shares
+        # two cores with the others, and torch's threads would fight them.
+        torch.set_num_threads(1)
+        self._settings = settings
+        self._index: CatalogIndex | None = None
+        self._versions: tuple[int | None, ...] = ()
+        await self._start_watching(reload_interval_s)
+
+    def _refresh(self) -> None:
+        versions = tuple(table_version(self._settings, name) for name in SOURCE_TABLES)
+        if versions != self._versions:  # read before building: a write meanwhile triggers a rebuild
+            index = CatalogIndex.from_lake(self._settings)
+            index.search("warm up", 1)  # loads the embedding model now, not on a caller's time
+            self._index, self._versions = index, versions
+            log.info("search: indexed %d items at versions %s", len(index), versions)
+
+    async def search(self, query: str, n: int, filters: Filters) -> list[dict[str, Any]]:
+        index = self._index
+        if index is None:
+            return []
+        hits = await asyncio.to_thread(index.search, query, n, filters)
+        return [asdict(hit) for hit in hits]
+
+
+@serve.deployment(**REPLICA_OPTIONS)
+class Similar(_Watcher):
+    """Content + co-watch neighbours, rebuilt when text_embeddings or co_watch changes."""
+
+    async def __init__(self, settings: Settings, reload_interval_s: float) -> None:
+        self._settings = settings
+        self._index = SimilarIndex()
+        self._versions: tuple[int | None, ...] = ()
+        await self._start_watching(reload_interval_s)
+
+    def _refresh(self) -> None:
+        if tuple(table_version(self._settings, name) for name in SIMILAR_TABLES) == self._versions:
+            return
+        embeddings_version, embeddings = read_versioned(
+            self._settings, "text_embeddings", ["media_id", "embedding"]
+        )
+        co_watch_version, co_watch = read_versioned(
+            self._settings, "co_watch", ["media_a", "media_b", "weight"]
+        )
+        self._index = SimilarIndex.build(embeddings, co_watch)
+        self._versions = (embeddings_version, co_watch_version)
+
+    async def similar(self, media_id: str, n: int) -> list[dict[str, Any]]:
+        return self._index.similar(media_id, n)
+
+
+@serve.deployment(**WRITER_OPTIONS)
+class EventWriter:
+    """POST /events' writer: group commits through ingest_events, then hourly_stats for their hours."""
+
+    async def __init__(self, settings: Settings, flush_interval_s: float, max_rows: int) -> None:
+        self._buffer = EventBuffer(
+            functools.partial(ingest_batches, settings),
+            functools.partial(refresh_hours, settings),
+            flush_interval_s,
+            max_rows,
+        )
+
+    async def add(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        return asdict(await self._buffer.add(rows))
+
+    def check_health(self) -> None:
+        if not self._buffer.running:
+            raise RuntimeError("EventWriter: flush loop stopped")
+
+    async def __del__(self) -> None:
+        """Serve's graceful-shutdown hook (after the drain): write what is still buffered."""
+        await self._buffer.close()
+
+
 api = FastAPI(
     title="Streamlake API",
-    description="Playback metadata and recommendations over the published lake snapshots.",
+    description="Playback, search, recommendations and event ingest over the published lake snapshots. "
+    "Routes other than /health, /metrics, /hls (signed URLs) and /images take "
+    "`Authorization: Bearer <token>`.",
 )
+# Bearer tokens, never cookies, carry identity, so any origin may call (a page still needs a token):
+# the player page can live on its own host. Retry-After is exposed so it can honour a 429.
+api.add_middleware(
+    CORSMiddleware,
+    allow_origins=["*"],
+    allow_methods=["GET", "POST"],
+    allow_headers=["Authorization", "Content-Type", "Range"],
+    expose_headers=["Retry-After"],
+)
+
+
+@api.middleware("http")
+async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Latency per route template into /metrics (Serve's access log already has one line each)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.METRICS.observe(route, request.method, status, time.perf_counter() - started)
+
 
 UserId = Annotated[
     str,
     PathParam(min_length=1, max_length=64, pattern=USER_ID, description="Letters, digits, '_' or '-'."),
 ]
 MediaId = Annotated[str, PathParam(pattern=MEDIA_ID, description="16 lowercase hex characters.")]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+def _not_found(media_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"unknown media_id '{media_id}'")
 
 
 @serve.deployment(**REPLICA_OPTIONS)
 @serve.ingress(api)
 class Api:
-    """HTTP routes; the work happens in Catalog and Recommender, reached by handles."""
+    """HTTP routes: who is calling and how often; the work happens behind the handles."""
 
-    def __init__(self, catalog: DeploymentHandle, recommender: DeploymentHandle) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rates: Mapping[str, Rate],
+        catalog: DeploymentHandle,
+        recommender: DeploymentHandle,
+        search: DeploymentHandle,
+        similar: DeploymentHandle,
+        events: DeploymentHandle,
+    ) -> None:
+        self._packaged = settings.packaged
+        self._api_secret = tokens.api_secret(settings)
+        self._hls_secret = hls_signing.hls_secret(settings)
+        self._limiter = RateLimiter(rates)
         self._catalog = catalog
         self._recommender = recommender
+        self._search = search
+        self._similar = similar
+        self._events = events
+
+    def _caller(self, credentials: HTTPAuthorizationCredentials | None) -> tokens.Claims:
+        """The token's claims, one request taken from the caller's bucket; 401/429 otherwise."""
+        claims = self._claims(credentials)
+        if claims is None:
+            raise HTTPException(status_code=401, detail="missing bearer token", headers=UNAUTHORIZED)
+        try:
+            decision = self._limiter.check(claims.sub, claims.tier)
+        except KeyError:
+            raise HTTPException(status_code=403, detail=f"unknown tier '{claims.tier}'") from None
+        if not decision.allowed:
+            metrics.METRICS.rate_limited.labels(claims.tier).inc()
+            headers = {"Retry-After": decision.retry_after_header}
+            raise HTTPException(status_code=429, detail="rate limit exceeded", headers=headers)
+        return claims
+
+    def _claims(self, credentials: HTTPAuthorizationCredentials | None) -> tokens.Claims | None:
+        """None without a token; a 401 for one that does not verify (forged, expired, malformed)."""
+        if credentials is None:
+            return None
+        try:
+            return tokens.verify(credentials.credentials, self._api_secret)
+        except tokens.TokenError as err:
+            raise HTTPException(status_code=401, detail=str(err), headers=UNAUTHORIZED) from None
+
+    async def _row(self, media_id: str) -> dict[str, Any]:
+        row = await self._catalog.get.remote(media_id)
+        if row is None:
+            raise _not_found(media_id)
+        return row
 
     @api.get("/health")
     async def health(self) -> Health:
@@ -245,18 +524,146 @@ class Api:
         model_version = await self._recommender.model_version.remote()
         return Health(status="ok", catalog_version=catalog_version, model_version=model_version)
 
+    @api.get("/metrics", response_class=Response, responses={200: {"content": {metrics.CONTENT_TYPE: {}}}})
+    async def prometheus(self) -> Response:
+        """Prometheus text format: request latency per route, 429s per tier, the served model."""
+        registry = metrics.METRICS
+        registry.set_model_version(await self._recommender.model_version.remote())
+        return Response(registry.render(), media_type=metrics.CONTENT_TYPE)
+
     @api.get("/media/{media_id}")
-    async def media(self, media_id: MediaId) -> MediaItem:
-        row = await self._catalog.get.remote(media_id)
-        if row is None:
-            raise HTTPException(status_code=404, detail=f"unknown media_id '{media_id}'")
-        return MediaItem(**row)
+    async def media(self, media_id: MediaId, credentials: Credentials) -> MediaItem:
+        """The catalog row; renditions are those the caller's tier may play."""
+        claims = self._caller(credentials)
+        row = await self._row(media_id)
+        return MediaItem(
+            **{**row, "renditions": playback.playable(claims.tier, "any", row["renditions"] or [])}
+        )
+
+    @api.get("/media/{media_id}/playback")
+    async def media_playback(
+        self,
+        media_id: MediaId,
+        credentials: Credentials,
+        device: Annotated[playback.Device, Query(description="Keeps the codecs this class decodes.")] = "any",
+    ) -> Playback:
+        """A signed master playlist URL for the caller, with renditions, subtitles, chapters, images."""
+        claims = self._caller(credentials)
+        row = await self._row(media_id)
+        extras = await self._catalog.extras.remote(media_id)
+        grant = playback.grant(media_id, claims.sub, claims.tier, self._hls_secret)
+        trickplay = extras["trickplay"]
+        trickplay_url = playback.image_url(media_id, trickplay and trickplay["path"])
+        base = f"{hls_signing.URL_ROOT}{media_id}/"
+        subtitles = [
+            SubtitleTrack(
+                lang=s["lang"], url=f"{base}{playback.SUBTITLES_PREFIX}{s['lang']}.vtt?{grant.query}"
+            )
+            for s in row["subtitles"] or []
+            if s["format"] == "webvtt" and s["lang"]
+        ]
+        return Playback(
+            media_id=media_id,
+            title=row["title"],
+            duration_s=row["duration_s"],
+            tier=claims.tier,
+            device=device,
+            master_url=f"{base}{playback.MASTER}?{grant.query}",
+            expires_at=grant.expires_at,
+            renditions=[
+                Rendition(**r) for r in playback.playable(claims.tier, device, row["renditions"] or [])
+            ],
+            subtitles=subtitles,
+            chapters=[Chapter(**c) for c in extras["chapters"]],
+            poster_url=playback.image_url(media_id, row["poster"]),
+            trickplay=Trickplay(**trickplay, url=trickplay_url) if trickplay_url else None,
+        )
+
+    @api.get("/hls/{media_id}/{path:path}", response_class=Response)
+    async def hls(self, media_id: MediaId, path: str, request: Request, credentials: Credentials) -> Response:
+        """Playlists and segments of a package, for a signed URL (`exp`, `uid`, `sig`, `tier`).
+
+        Playlists come back with the grant on every URI; a master lists only the tier's variants.
+        A bearer token, when sent, must be the signed user's.
+        """
+        claims = self._claims(credentials)
+        try:
+            url_path = f"{hls_signing.URL_ROOT}{media_id}/{path}"
+            grant = playback.check(url_path, request.url.query, claims and claims.sub, self._hls_secret)
+            file = hls_signing.safe_media_path(self._packaged, media_id, path)
+        except hls_signing.HlsAuthError as err:
+            raise HTTPException(status_code=403, detail=str(err)) from None
+        allowed = playback.allowed_names(grant.tier, (await self._row(media_id))["renditions"] or [])
+        if not playback.in_grant(path, allowed):
+            raise HTTPException(status_code=403, detail=f"not playable at tier '{grant.tier}'")
+        if not file.is_file():
+            raise HTTPException(status_code=404, detail="no such file in the package")
+        media_type = HLS_TYPES.get(file.suffix, "application/octet-stream")
+        headers = {"Cache-Control": "private, max-age=60"}
+        if file.suffix != ".m3u8":
+            return FileResponse(file, media_type=media_type, headers=headers)
+        text = await asyncio.to_thread(file.read_text)
+        if path == playback.MASTER:
+            text = playback.filter_master(text, allowed)
+        return Response(
+            hls_signing.rewrite_playlist(text, grant.query), media_type=media_type, headers=headers
+        )
+
+    @api.get("/images/{media_id}/{path:path}", response_class=FileResponse)
+    async def images(self, media_id: MediaId, path: str) -> FileResponse:
+        """Posters, shot stills and trickplay sprites with their WebVTT map (public catalog art)."""
+        try:
+            file = playback.image_file(self._packaged, media_id, path)
+        except hls_signing.BadPath as err:
+            raise HTTPException(status_code=403, detail=str(err)) from None
+        if not file.is_file():
+            raise HTTPException(status_code=404, detail="no such image")
+        return FileResponse(file, headers={"Cache-Control": "public, max-age=3600"})
+
+    @api.get("/media/{media_id}/similar")
+    async def similar(
+        self, media_id: MediaId, credentials: Credentials, k: Annotated[int, Query(ge=1, le=100)] = 10
+    ) -> SimilarItems:
+        """Items like this one by content (text embeddings) and by who watched both (co_watch)."""
+        self._caller(credentials)
+        await self._row(media_id)
+        ranked = await self._similar.similar.remote(media_id, k * OVERFETCH)
+        titles = await self._catalog.titles.remote([item["media_id"] for item in ranked])
+        items = [
+            SimilarItem(**item, title=titles[item["media_id"]])
+            for item in ranked
+            if item["media_id"] in titles
+        ]
+        return SimilarItems(media_id=media_id, items=items[:k])
+
+    @api.get("/search")
+    async def search(
+        self,
+        credentials: Credentials,
+        q: Annotated[str, Query(min_length=1, max_length=256, description="Words, names, or a description.")],
+        k: Annotated[int, Query(ge=1, le=100)] = 10,
+        genre: Annotated[list[str], Query(max_length=10, description="Any of these genres.")] = [],  # noqa: B006
+        min_duration_s: Annotated[float | None, Query(ge=0, le=1e6)] = None,
+        max_duration_s: Annotated[float | None, Query(ge=0, le=1e6)] = None,
+    ) -> SearchResults:
+        """Hybrid catalog search: BM25 and MiniLM rankings fused by reciprocal rank."""
+        self._caller(credentials)
+        if min_duration_s is not None and max_duration_s is not None and min_duration_s > max_duration_s:
+            raise HTTPException(status_code=422, detail="min_duration_s must not exceed max_duration_s")
+        filters = Filters(tuple(genre), min_duration_s, max_duration_s)
+        hits = await self._search.search.remote(q, k * OVERFETCH, filters)
+        titles = await self._catalog.titles.remote([hit["media_id"] for hit in hits])
+        items = [SearchHit(**hit) for hit in hits if hit["media_id"] in titles][:k]
+        return SearchResults(query=q, items=items)
 
     @api.get("/recommendations/{user_id}")
     async def recommendations(
-        self, user_id: UserId, k: Annotated[int, Query(ge=1, le=100)] = 10
+        self, user_id: UserId, credentials: Credentials, k: Annotated[int, Query(ge=1, le=100)] = 10
     ) -> Recommendations:
-        """Top-k for user_id; ranks are renumbered after items missing from the catalog are dropped."""
+        """Top-k for user_id (the caller's own); ranks are renumbered after items missing from the
+        catalog are dropped."""
+        if self._caller(credentials).sub != user_id:
+            raise HTTPException(status_code=403, detail="recommendations are only given to their user")
         ranked = await self._recommender.recommend.remote(user_id, k * OVERFETCH)
         titles = await self._catalog.titles.remote([item["media_id"] for item in ranked["items"]])
         kept = [item for item in ranked["items"] if item["media_id"] in titles][:k]
@@ -274,12 +681,41 @@ class Api:
         """An empty user_id matches no route; answer 422 like any other malformed id, not 404."""
         raise HTTPException(status_code=422, detail="user_id must not be empty")
 
+    @api.post("/events", status_code=202)
+    async def events(self, batch: EventBatch, credentials: Credentials) -> EventCounts:
+        """Stores the caller's view events exactly once per event_id; answers once they are durable.
 
-def build_app(settings: Settings, reload_interval_s: float = RELOAD_INTERVAL_S) -> Application:
+        Invalid rows are rejected one by one (kept with the reason), never the whole batch.
+        """
+        sub = self._caller(credentials).sub
+        if any(isinstance(row.get("user_id"), str) and row["user_id"] != sub for row in batch.events):
+            raise HTTPException(status_code=403, detail="events may only be sent for the caller's user_id")
+        try:
+            counts = await self._events.add.remote(batch.events)
+        except Exception as err:
+            log.warning("events not stored: %s", err)
+            raise HTTPException(
+                status_code=503, detail="events not stored; retry", headers={"Retry-After": "1"}
+            ) from None
+        return EventCounts(**counts)
+
+
+def build_app(
+    settings: Settings,
+    reload_interval_s: float = RELOAD_INTERVAL_S,
+    rates: Mapping[str, Rate] = DEFAULT_RATES,
+    flush_interval_s: float = FLUSH_INTERVAL_S,
+) -> Application:
     """The whole API as one application; deployments get their configuration here, at bind time."""
-    catalog = Catalog.bind(settings, reload_interval_s)
-    recommender = Recommender.bind(settings, reload_interval_s)
-    return Api.bind(catalog, recommender)
+    return Api.bind(
+        settings,
+        dict(rates),
+        Catalog.bind(settings, reload_interval_s),
+        Recommender.bind(settings, reload_interval_s),
+        Search.bind(settings, reload_interval_s),
+        Similar.bind(settings, reload_interval_s),
+        EventWriter.bind(settings, flush_interval_s, FLUSH_MAX_ROWS),
+    )
 
 
 app = build_app(get_settings())

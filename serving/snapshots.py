@@ -10,14 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
 import pyarrow.compute as pc
 
-from models.lake.schemas import COLD_START_USER
+from models.lake.schemas import ALL_TABLES, COLD_START_USER
 from models.lake.tables import open_table
 from models.settings import Settings
 
 CATALOG_TABLE = "api_catalog"
 RECS_TABLE = "recs_topk"
+EXTRAS_TABLES = ("chapters", "thumbnails")  # what playback adds to api_catalog
 
 
 def table_version(settings: Settings, name: str) -> int | None:
@@ -65,3 +67,42 @@ def load_cold_start(settings: Settings) -> ColdStart:
     model_version = rows[0]["model_version"] if rows else None
     items = [{"media_id": r["media_id"], "score": r["score"], "rank": r["rank"]} for r in rows]
     return ColdStart(table.version(), model_version, items)
+
+
+def read_versioned(settings: Settings, name: str, columns: list[str]) -> tuple[int | None, pl.DataFrame]:
+    """A table's columns with the version they were read at (None and no rows before its first write)."""
+    table = open_table(settings, name)
+    if table is None:
+        empty = pl.from_arrow(ALL_TABLES[name].schema.empty_table())
+        assert isinstance(empty, pl.DataFrame)
+        return None, empty.select(columns)
+    frame = pl.from_arrow(table.to_pyarrow_dataset().to_table(columns=columns))
+    assert isinstance(frame, pl.DataFrame)
+    return table.version(), frame
+
+
+@dataclass(frozen=True)
+class PlaybackExtras:
+    """Per media_id: its chapters, in order, and its trickplay map (the thumbnails row)."""
+
+    versions: tuple[int | None, ...] = ()
+    chapters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    trickplay: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def extras_versions(settings: Settings) -> tuple[int | None, ...]:
+    return tuple(table_version(settings, name) for name in EXTRAS_TABLES)
+
+
+def load_extras(settings: Settings) -> PlaybackExtras:
+    chapters_version, chapters = read_versioned(
+        settings, "chapters", ["media_id", "chapter_idx", "start_s", "end_s", "title"]
+    )
+    thumbs_version, thumbs = read_versioned(
+        settings, "thumbnails", ["media_id", "kind", "path", "width", "height", "time_s"]
+    )
+    by_item: dict[str, list[dict[str, Any]]] = {}
+    for row in chapters.sort("media_id", "chapter_idx").to_dicts():
+        by_item.setdefault(row.pop("media_id"), []).append(row)
+    trickplay = {row.pop("media_id"): row for row in thumbs.filter(pl.col("kind") == "trickplay").to_dicts()}
+    return PlaybackExtras((chapters_version, thumbs_version), by_item, trickplay)

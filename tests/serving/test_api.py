@@ -12,7 +12,8 @@ import pytest
 from models.lake.tables import upsert
 from models.recsys.registry import champion_version, load_champion
 from models.settings import Settings, get_settings
-from serving.snapshots import load_catalog, load_cold_start
+from serving.similar import SimilarIndex
+from serving.snapshots import load_catalog, load_cold_start, load_extras, read_versioned
 
 
 def test_health_reports_the_served_versions(client: httpx.Client, serving_settings: Settings) -> None:
@@ -23,8 +24,19 @@ def test_health_reports_the_served_versions(client: httpx.Client, serving_settin
 
 
 def test_openapi_documents_the_routes(client: httpx.Client) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
-    assert {"/health", "/media/{media_id}", "/recommendations/{user_id}"} <= set(paths)
+    schema = client.get("/openapi.json").json()
+    assert {
+        "/health",
+        "/metrics",
+        "/media/{media_id}",
+        "/media/{media_id}/playback",
+        "/media/{media_id}/similar",
+        "/hls/{media_id}/{path}",
+        "/search",
+        "/events",
+        "/recommendations/{user_id}",
+    } <= set(schema["paths"])
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
 def test_an_unpublished_lake_gives_empty_snapshots_and_no_champion(
@@ -35,29 +47,37 @@ def test_an_unpublished_lake_gives_empty_snapshots_and_no_champion(
     assert load_catalog(settings).version is None
     assert load_cold_start(settings).items == []
     assert champion_version(settings) is None
+    assert load_extras(settings).chapters == {}
+    embeddings = read_versioned(settings, "text_embeddings", ["media_id", "embedding"])[1]
+    co_watch = read_versioned(settings, "co_watch", ["media_a", "media_b", "weight"])[1]
+    assert SimilarIndex.build(embeddings, co_watch).similar("0123456789abcdef", 5) == []
     assert not (tmp_path / "data").exists()
 
 
-def test_media_returns_the_catalog_row(client: httpx.Client, sample_lake: Any) -> None:
+def test_media_returns_the_catalog_row_with_the_tiers_renditions(
+    client: httpx.Client, sample_lake: Any
+) -> None:
     media_id = sample_lake.media[1]
-    response = client.get(f"/media/{media_id}")
+    response = client.get(f"/media/{media_id}", headers=sample_lake.auth())
     assert response.status_code == 200
     body = response.json()
     assert body["media_id"] == media_id
-    assert body["master_playlist"] == f"{media_id}/master.m3u8"
-    assert [r["rung"] for r in body["renditions"]] == ["360p", "720p"]
-    assert body["subtitles"] == [{"lang": "en", "format": "vtt", "path": f"{media_id}/subtitles/en.vtt"}]
+    assert body["master_playlist"] == f"{media_id}/hls/master.m3u8"
+    assert [r["rung"] for r in body["renditions"]] == ["360p", "720p", "720p", "2160p"]
+    assert body["subtitles"] == [{"lang": "en", "format": "webvtt", "path": f"{media_id}/subtitles/en.vtt"}]
+    free = client.get(f"/media/{media_id}", headers=sample_lake.auth("free-media", "free")).json()
+    assert [r["rung"] for r in free["renditions"]] == ["360p", "720p", "720p"]
 
 
-def test_unknown_media_is_404_with_its_id(client: httpx.Client) -> None:
-    response = client.get("/media/0123456789abcdef")
+def test_unknown_media_is_404_with_its_id(client: httpx.Client, sample_lake: Any) -> None:
+    response = client.get("/media/0123456789abcdef", headers=sample_lake.auth())
     assert response.status_code == 404
     assert response.json() == {"detail": "unknown media_id '0123456789abcdef'"}
 
 
 @pytest.mark.parametrize("media_id", ["0123456789ABCDEF", "0123", "0123456789abcdefa", "not-hex-at-all!!"])
-def test_malformed_media_id_is_422(client: httpx.Client, media_id: str) -> None:
-    response = client.get(f"/media/{media_id}")
+def test_malformed_media_id_is_422(client: httpx.Client, sample_lake: Any, media_id: str) -> None:
+    response = client.get(f"/media/{media_id}", headers=sample_lake.auth())
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "media_id"]
 
@@ -65,26 +85,32 @@ def test_malformed_media_id_is_422(client: httpx.Client, media_id: str) -> None:
 def test_known_user_gets_the_champions_unseen_items(
     client: httpx.Client, sample_lake: Any, serving_settings: Settings
 ) -> None:
-    body = client.get("/recommendations/u1", params={"k": 2}).json()
+    body = client.get("/recommendations/u1", params={"k": 2}, headers=sample_lake.auth("u1")).json()
     assert body["source"] == "champion"
     assert body["model_version"] == load_champion(serving_settings).version
     assert [item["rank"] for item in body["items"]] == [1, 2]
     assert not {item["media_id"] for item in body["items"]} & set(sample_lake.watched["u1"])
-    assert all(item["title"].startswith("Title ") for item in body["items"])
+    assert all(item["title"] == sample_lake.titles[item["media_id"]] for item in body["items"])
+
+
+def test_recommendations_are_only_for_their_user(client: httpx.Client, sample_lake: Any) -> None:
+    response = client.get("/recommendations/u1", headers=sample_lake.auth("u2"))
+    assert response.status_code == 403
 
 
 def test_items_missing_from_the_catalog_are_dropped(client: httpx.Client, sample_lake: Any) -> None:
     watched = sample_lake.watched["u2"]
     unseen = [mid for mid in sample_lake.media if mid not in watched]
     assert sample_lake.not_in_catalog not in watched  # so the champion may well rank it
-    body = client.get("/recommendations/u2", params={"k": 10}).json()
+    body = client.get("/recommendations/u2", params={"k": 10}, headers=sample_lake.auth("u2")).json()
     assert body["source"] == "champion"
     assert sorted(item["media_id"] for item in body["items"]) == sorted(unseen)
     assert [item["rank"] for item in body["items"]] == list(range(1, len(unseen) + 1))
 
 
 def test_unknown_user_gets_the_cold_start_list(client: httpx.Client, sample_lake: Any) -> None:
-    body = client.get("/recommendations/someone-new_42", params={"k": 3}).json()
+    headers = sample_lake.auth("someone-new_42")
+    body = client.get("/recommendations/someone-new_42", params={"k": 3}, headers=headers).json()
     assert body["source"] == "cold_start"
     assert body["model_version"] == "toppop-1"
     published = [mid for mid in sample_lake.cold_start if mid != sample_lake.not_in_catalog]
@@ -93,25 +119,27 @@ def test_unknown_user_gets_the_cold_start_list(client: httpx.Client, sample_lake
 
 
 @pytest.mark.parametrize("k", ["0", "101", "-1", "ten"])
-def test_invalid_k_is_422(client: httpx.Client, k: str) -> None:
-    assert client.get("/recommendations/u1", params={"k": k}).status_code == 422
+def test_invalid_k_is_422(client: httpx.Client, sample_lake: Any, k: str) -> None:
+    response = client.get("/recommendations/u1", params={"k": k}, headers=sample_lake.auth("u1"))
+    assert response.status_code == 422
 
 
 @pytest.mark.parametrize("user_id", ["", "a" * 65, "bad.user", "who%20me", "star*"])
-def test_malformed_user_id_is_422(client: httpx.Client, user_id: str) -> None:
-    assert client.get(f"/recommendations/{user_id}").status_code == 422
+def test_malformed_user_id_is_422(client: httpx.Client, sample_lake: Any, user_id: str) -> None:
+    assert client.get(f"/recommendations/{user_id}", headers=sample_lake.auth()).status_code == 422
 
 
 def test_a_republished_catalog_row_is_served_without_restart(
     client: httpx.Client, serving_settings: Settings, sample_lake: Any, reload_interval_s: float
 ) -> None:
     media_id = sample_lake.media[-1]
+    headers = sample_lake.auth("republish")
     before = client.get("/health").json()["catalog_version"]
-    row = client.get(f"/media/{media_id}").json() | {"description": "recut edition"}
+    row = client.get(f"/media/{media_id}", headers=headers).json() | {"description": "recut edition"}
     written = upsert(serving_settings, "api_catalog", [row])
     assert written.version > before
     deadline = time.monotonic() + 5 * reload_interval_s
-    while client.get(f"/media/{media_id}").json()["description"] != "recut edition":
+    while client.get(f"/media/{media_id}", headers=headers).json()["description"] != "recut edition":
         assert time.monotonic() < deadline, "the new catalog version was not picked up"
         time.sleep(0.1)
     assert client.get("/health").json()["catalog_version"] == written.version
