@@ -10,7 +10,7 @@ DATA_DIR := $(or $(STREAMLAKE_DATA_DIR),$(CURDIR)/data)
 export DAGSTER_HOME := $(DATA_DIR)/dagster
 PYTEST_ARGS ?= -m "not slow and not gpu and not cluster"
 
-.PHONY: install system-deps demo materialize test test-slow test-cluster lint dev serve mlflow bench clean lock
+.PHONY: install system-deps demo materialize test test-slow test-cluster lint dev serve mlflow bench recsys-table clean lock
 
 install: system-deps $(STAMP)
 
@@ -68,6 +68,10 @@ mlflow: install
 
 bench: install
 	@for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+# The README's recommender results table, from the MLflow runs (fill them: python bench/bench_recsys.py).
+recsys-table: install
+	$(BIN)/python scripts/recsys_table.py
 
 # Re-pin after changing pyproject.toml: resolves in a scratch venv and writes requirements.lock.
 lock:

@@ -1,8 +1,8 @@
 """`streamlake` command line: build the sample library and materialize the whole asset graph.
 
 The Dagster CLI cannot materialize a graph that mixes partitioned and unpartitioned assets in
-one call, so this runs the same jobs the UI runs: media_job once per item, then analytics_job,
-recorded in the same Dagster instance (DAGSTER_HOME under data/) that `make dev` shows.
+one call, so this runs the same jobs the UI runs: media_job once per item, then analytics_job and
+ml100k_evaluation_job, recorded in the same Dagster instance (DAGSTER_HOME under data/) that `make dev` shows.
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ def _succeeded(instance, job_name: str, partition: str | None = None) -> bool:
     return bool(runs)
 
 
-def materialize_all(settings: Settings, force: bool = False) -> bool:
-    """Admit the inbox, process every unprocessed item, then refresh the catalog-wide assets."""
+def materialize_all(settings: Settings, force: bool = False, evaluation: bool = True) -> bool:
+    """Admit the inbox, process every unprocessed item, then refresh the catalog-wide assets and
+    (unless `evaluation` is False: minutes of tuning, and no input from the catalog) evaluate the
+    recommenders on MovieLens-100K."""
     from models.media.library import REASON_FILE, admit, origin, stored_ids
     from pipelines.definitions import defs
 
@@ -92,18 +94,20 @@ def materialize_all(settings: Settings, force: bool = False) -> bool:
         print(
             f"  [{i}/{len(todo)}] {key} {name}: {status} ({time.perf_counter() - started:.1f} s)", flush=True
         )
-    if todo or force or not _succeeded(instance, "analytics_job"):
+    # analytics follows the catalog; the MovieLens-100K evaluation depends on no media, so once done
+    # it stays done (its fingerprinted MLflow runs would be reused anyway)
+    jobs = [("analytics_job", bool(todo))] + [("ml100k_evaluation_job", False)] * evaluation
+    for job, stale in jobs:
+        if not (stale or force or not _succeeded(instance, job)):
+            print(f"{job.removesuffix('_job')}: up to date", flush=True)
+            continue
         started = time.perf_counter()
-        result = defs.resolve_job_def("analytics_job").execute_in_process(
+        result = defs.resolve_job_def(job).execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET
         )
         ok &= result.success
-        print(
-            f"analytics: {'ok' if result.success else 'FAILED'} ({time.perf_counter() - started:.1f} s)",
-            flush=True,
-        )
-    else:
-        print("analytics: up to date", flush=True)
+        status = "ok" if result.success else "FAILED"
+        print(f"{job.removesuffix('_job')}: {status} ({time.perf_counter() - started:.1f} s)", flush=True)
     return ok
 
 

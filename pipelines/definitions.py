@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets import analysis, content, datasets, events, features, ingest, serving, training, transcode
 from models.settings import apply_offline_env
-from pipelines.jobs import analytics_job, hourly_stats_job, media_job, training_job
+from pipelines.jobs import analytics_job, hourly_stats_job, media_job, ml100k_evaluation_job, training_job
 from pipelines.resources import resources
 from pipelines.schedules import daily_training_schedule, hourly_stats_schedule
 from pipelines.sensors import catalog_refresh_sensor, inbox_sensor
@@ -18,7 +18,7 @@ defs = dg.Definitions(
         [ingest, transcode, analysis, content, datasets, events, features, training, serving]
     ),
     asset_checks=[ingest.media_items_expectations],
-    jobs=[media_job, analytics_job, hourly_stats_job, training_job],
+    jobs=[media_job, analytics_job, hourly_stats_job, training_job, ml100k_evaluation_job],
     schedules=[hourly_stats_schedule, daily_training_schedule],
     sensors=[inbox_sensor, catalog_refresh_sensor],
     resources=resources(),

@@ -48,6 +48,16 @@ class Recommender(ABC):
         )
         return self
 
+    def _add_items(self, media_ids: np.ndarray) -> None:
+        """Append catalogue items nobody interacted with (zero popularity, ranked after the rest).
+
+        For models that can score items without interactions (content-based cold start).
+        """
+        fresh = np.setdiff1d(media_ids, self._items)
+        self._items = np.concatenate([self._items, fresh])
+        self._popularity = np.concatenate([self._popularity, np.zeros(len(fresh))])
+        self._seen.resize((self._seen.shape[0], len(self._items)))
+
     @property
     def known_users(self) -> frozenset[str]:
         """Users seen in training; anyone else is a cold start."""
@@ -56,6 +66,10 @@ class Recommender(ABC):
     @abstractmethod
     def _score(self, seen: sparse.csr_matrix) -> np.ndarray:
         """Dense scores (len(block) x n_items) for a block of users' train rows."""
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        """Dense scores for fitted users by index; models needing more than the seen row override it."""
+        return self._score(self._seen[users])
 
     def recommend(self, user_ids: list[str], k: int, exclude_seen: bool = True) -> pl.DataFrame:
         """Top-k per user in request order: user_id, rank (1..k), media_id, score.
@@ -77,8 +91,9 @@ class Recommender(ABC):
         frames = [pl.DataFrame(schema={"pos": pl.UInt32, **RECS_SCHEMA})]
         for start in range(0, known.height, USER_BLOCK):
             block = known.slice(start, USER_BLOCK).with_row_index("row")
-            seen = self._seen[block["u"].to_numpy()]
-            scores = self._score(seen)
+            users = block["u"].to_numpy()
+            seen = self._seen[users]
+            scores = self._score_users(users)
             if exclude_seen:
                 scores[seen.nonzero()] = -np.inf
             frames.append(block.select("pos", "user_id", "row").join(self._top_k(scores, k), on="row"))

@@ -244,7 +244,7 @@ def test_rematerializing_changes_nothing(pipeline_lake: Settings) -> None:
     from pipelines.cli import materialize_all
 
     before = {name: (t.count(), t.version()) for name in ALL_TABLES if (t := open_table(pipeline_lake, name))}
-    assert materialize_all(pipeline_lake, force=True)
+    assert materialize_all(pipeline_lake, force=True, evaluation=False)
     after = {name: (t.count(), t.version()) for name in ALL_TABLES if (t := open_table(pipeline_lake, name))}
     assert after == before
 
@@ -283,7 +283,7 @@ def test_a_new_upload_joins_without_double_counting(pipeline_lake: Settings) -> 
         check=True,
     )  # fmt: skip
     before = read_table(pipeline_lake, "view_events")
-    assert materialize_all(pipeline_lake)
+    assert materialize_all(pipeline_lake, evaluation=False)
     items = read_table(pipeline_lake, "media_items")
     assert items.height == len(GOOD) + 1
     events = read_table(pipeline_lake, "view_events")

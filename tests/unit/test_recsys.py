@@ -12,10 +12,11 @@ import pytest
 from scipy import sparse
 
 from models.recsys.data import dataset_hash, interactions_from_events, split_per_user
+from models.recsys.evaluation import Split, random_per_user
 from models.recsys.itemknn import ItemKNN, shrunk_cosine
 from models.recsys.metrics import coverage, map_at_k, ndcg_at_k, precision_at_k, recall_at_k
 from models.recsys.popularity import TopPop
-from models.settings import Settings, get_settings
+from models.settings import REPO_ROOT, Settings, get_settings
 
 
 def two_communities() -> pl.DataFrame:
@@ -191,3 +192,163 @@ def test_mlflow_train_promote_load(mlflow_settings: Settings) -> None:
     artifacts = client.get_experiment(run.info.experiment_id).artifact_location
     assert artifacts.startswith(settings.mlflow_artifacts.resolve().as_uri())
     assert "MLFLOW_TRACKING_URI" not in os.environ, "the registry must not leak its store into the env"
+
+
+def test_registry_uses_the_evaluation_module() -> None:
+    from models.recsys import evaluation, registry
+
+    assert not hasattr(registry, "evaluate") and not hasattr(registry, "protocol")
+    assert registry.random_per_user is evaluation.random_per_user
+
+
+# --- tuning, per-dataset experiments and the champion gate ------------------------------------
+
+
+def _toy_split(seed: int = 42) -> Split:
+    """two_communities with more users, split per user (k=5)."""
+    rows = [(f"a{u}", f"A{i}") for u in range(6) for i in range(1, 6)]
+    rows += [(f"b{u}", f"B{i}") for u in range(10) for i in range(1, 6)]
+    frame = pl.DataFrame(rows, schema=["user_id", "media_id"], orient="row").with_columns(
+        weight=pl.lit(1.0), last_ts=pl.lit(datetime(2025, 1, 1, tzinfo=UTC))
+    )
+    return random_per_user(0.2, seed, 5).split(frame)
+
+
+def test_tuning_logs_child_runs_under_the_model_run(mlflow_settings: Settings) -> None:
+    from mlflow import MlflowClient
+
+    from models.recsys import registry
+    from models.recsys.catalog import Entry
+    from models.recsys.tuning import Tuner
+
+    settings, split = mlflow_settings, _toy_split()
+    entry = Entry(
+        "itemknn", "models.recsys.itemknn:ItemKNN", {"neighbours": 5, "shrink": 1.0}, {"shrink": (1.0, 50.0)}
+    )
+    tuner = Tuner(entry, split.protocol, metric="ndcg_at_5")
+    run = registry.tune_and_log(tuner, split, settings, dataset="toy")
+    assert run.model_version == "1" and not run.reused and run.metrics["ndcg_at_5"] == pytest.approx(1.0)
+
+    client = MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
+    parent = client.get_run(run.run_id)
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.name == "streamlake-recs/toy"
+    assert parent.data.tags[registry.ROLE_TAG] == "model"
+    params = parent.data.params
+    assert params["protocol"] == split.protocol.describe() and params["seed"] == "42"
+    assert params["dataset_hash"] == split.dataset_hash and params["code_version"]
+    assert params["model.shrink"] in ("1.0", "50.0") and "tuning.space" in params
+    children = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.run_id}'"
+    )
+    assert len(children) == 2
+    assert {c.data.tags[registry.ROLE_TAG] for c in children} == {"trial"}
+    assert all("val_ndcg_at_5" in c.data.metrics and "ndcg_at_5" not in c.data.metrics for c in children)
+    assert client.get_registered_model("streamlake-recommender-toy").name == registry.registered_model_name(
+        settings, "toy"
+    )
+    again = registry.tune_and_log(tuner, split, settings, dataset="toy")
+    assert again.reused and again.run_id == run.run_id
+    assert len(client.search_runs([experiment.experiment_id])) == 3  # nothing new was logged
+
+
+def test_champion_moves_only_on_a_better_model_measured_on_the_same_rows(mlflow_settings: Settings) -> None:
+    from models.recsys import registry
+
+    settings, split = mlflow_settings, _toy_split()
+    dataset = "gate"
+    good = registry.train_and_log(
+        ItemKNN(neighbours=5, shrink=1.0),
+        split.train,
+        split.test,
+        settings,
+        protocol=split.protocol,
+        dataset=dataset,
+    )
+    worse = registry.train_and_log(
+        TopPop(), split.train, split.test, settings, protocol=split.protocol, dataset=dataset
+    )
+    assert worse.metrics["ndcg_at_5"] < good.metrics["ndcg_at_5"]
+    assert registry.promote_if_better(settings, good.model_version, "ndcg_at_5", dataset)
+    assert not registry.promote_if_better(settings, worse.model_version, "ndcg_at_5", dataset)  # worse: stays
+    best = registry.promote_best(settings, [worse.model_version, good.model_version], "ndcg_at_5", dataset)
+    assert (best.best, best.promoted, best.champion) == (good.model_version, False, good.model_version)
+    assert registry.champion_version(settings, dataset) == good.model_version
+    assert (
+        registry.champion_version(settings) != good.model_version
+    )  # the platform's alias is another model's
+
+    # A candidate scored on other rows cannot be compared: promote_if_better leaves the alias,
+    # promote_best (the best of a fresh round) replaces the stale champion.
+    other = _toy_split(seed=7)
+    fresh = registry.train_and_log(
+        TopPop(), other.train, other.test, settings, protocol=other.protocol, dataset=dataset
+    )
+    assert not registry.promote_if_better(settings, fresh.model_version, "ndcg_at_5", dataset)
+    assert registry.promote_best(settings, [fresh.model_version], "ndcg_at_5", dataset).promoted
+    assert registry.champion_version(settings, dataset) == fresh.model_version
+    with pytest.raises(ValueError, match="different held-out rows"):
+        registry.promote_best(settings, [fresh.model_version, good.model_version], "ndcg_at_5", dataset)
+
+
+def test_results_table_is_generated_from_mlflow_runs(mlflow_settings: Settings) -> None:
+    import importlib.util
+
+    from models.recsys import registry
+
+    settings, split = mlflow_settings, _toy_split()
+    registry.train_and_log(
+        TopPop(), split.train, split.test, settings, protocol=split.protocol, dataset="table"
+    )
+    registry.train_and_log(
+        ItemKNN(neighbours=5, shrink=1.0),
+        split.train,
+        split.test,
+        settings,
+        protocol=split.protocol,
+        dataset="table",
+    )
+    runs = registry.results(settings, "table")
+    assert sorted(runs["model"]) == ["itemknn", "toppop"]
+    path = REPO_ROOT / "scripts" / "recsys_table.py"
+    spec = importlib.util.spec_from_file_location("recsys_table", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    table = script.render(runs, "table", k=5)
+    lines = table.splitlines()
+    assert (
+        lines[0].startswith("From MLflow experiment `streamlake-recs/table`")
+        and split.dataset_hash[:12] in lines[0]
+    )
+    assert f"**{split.protocol.name}**: {split.protocol.describe()}" in lines
+    body = [line for line in lines if line.startswith("| `")]
+    assert body[0].startswith("| `itemknn` | 1.0000 |")  # best NDCG@5 first
+    assert body[1].startswith("| `toppop` |")
+    readme = f"intro\n{script.BEGIN}\nstale\n{script.END}\nrest\n"
+    assert (
+        script.replace_between_markers(readme, table)
+        == f"intro\n{script.BEGIN}\n{table}\n{script.END}\nrest\n"
+    )
+    assert script.BEGIN in (REPO_ROOT / "README.md").read_text()
+    assert registry.results(settings, "nothing-here").is_empty()
+
+
+def test_definitions_train_every_catalog_model_and_keep_ml100k_out_of_the_demo() -> None:
+    from models.recsys import catalog
+    from pipelines.definitions import defs
+
+    def keys(job: str) -> set[str]:
+        return {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys}
+
+    models = {f"{entry.name}_model" for entry in catalog.available()}
+    assert {"toppop_model", "itemknn_model"} <= models
+    assert models | {"platform_training_set", "champion_model", "recs_topk"} <= keys("training_job")
+    evaluation = {
+        "ml100k_ranking_eval",
+        "ml100k_sequential_eval",
+        "ml100k_cold_start_eval",
+        "ml100k_champion",
+    }
+    assert evaluation | {"movielens_100k"} == keys("ml100k_evaluation_job")
+    assert not evaluation & keys("analytics_job")  # `make demo` runs analytics_job
