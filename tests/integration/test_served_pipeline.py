@@ -17,6 +17,7 @@ import pytest
 from models.lake.tables import read_table
 from models.recsys.registry import champion_version
 from models.settings import REPO_ROOT, Settings
+from serving.security import tokens
 
 STARTUP_TIMEOUT_S = 120.0
 
@@ -71,25 +72,31 @@ def test_health_names_the_published_versions(api: httpx.Client, pipeline_lake: S
     assert body["catalog_version"] is not None
 
 
+def _as(pipeline_lake: Settings, user: str, tier: str = "premium") -> dict[str, str]:
+    """The bearer header the server accepts: signed with the key it finds in the same data dir."""
+    return {"Authorization": f"Bearer {tokens.issue(user, tier, tokens.api_secret(pipeline_lake))}"}
+
+
 def test_media_shows_renditions_and_subtitles(api: httpx.Client, pipeline_lake: Settings) -> None:
     items = read_table(pipeline_lake, "media_items")
     speech = items.filter(pl.col("source_uri").str.ends_with("/speech_weather.mp4"))["media_id"][0]
-    body = api.get(f"/media/{speech}").json()
+    assert api.get(f"/media/{speech}").status_code == 401, "no token, no data"
+    body = api.get(f"/media/{speech}", headers=_as(pipeline_lake, "viewer")).json()
     assert body["title"].startswith("Spoken")
     assert body["renditions"][0]["codec"] == "h264"
     assert (pipeline_lake.packaged / body["master_playlist"]).is_file()
     assert sorted(s["format"] for s in body["subtitles"]) == ["srt", "webvtt"]
-    missing = api.get("/media/0123456789abcdef")
+    missing = api.get("/media/0123456789abcdef", headers=_as(pipeline_lake, "viewer"))
     assert missing.status_code == 404
     assert missing.json()["detail"] == "unknown media_id '0123456789abcdef'"
 
 
 def test_recommendations_come_from_the_champion(api: httpx.Client, pipeline_lake: Settings) -> None:
     user = read_table(pipeline_lake, "view_events")["user_id"].sort()[0]
-    body = api.get(f"/recommendations/{user}", params={"k": 3}).json()
+    body = api.get(f"/recommendations/{user}", params={"k": 3}, headers=_as(pipeline_lake, user)).json()
     assert body["source"] == "champion"
     assert body["model_version"] == champion_version(pipeline_lake)
     catalog = set(read_table(pipeline_lake, "api_catalog")["media_id"])
     assert 1 <= len(body["items"]) <= 3 and {i["media_id"] for i in body["items"]} <= catalog
-    stranger = api.get("/recommendations/somebody-new").json()
+    stranger = api.get("/recommendations/somebody-new", headers=_as(pipeline_lake, "somebody-new")).json()
     assert stranger["source"] == "cold_start" and stranger["items"]
