@@ -205,18 +205,24 @@ def available(names: Sequence[str] | None = None) -> list[Entry]:
 
 ML100K_GENRE_WEIGHT = 1.0
 ML100K_DECADE_WEIGHT = 0.5
+# A rating's weight is rating / this: 1 near the mean rating, 1.43 for five stars, 0.29 for one.
+ML100K_RATING_SCALE = 3.5
 
 
 def ml100k_interactions(ratings: pl.DataFrame) -> pl.DataFrame:
-    """MovieLens-100K ratings as implicit feedback: every rating is one interaction of weight 1.
+    """MovieLens-100K ratings as implicit feedback: every rating is one interaction, weighted by it.
 
     The Microsoft Recommenders ML-100K ranking benchmarks treat any rating as a positive and score
-    binary relevance; the rating time becomes last_ts (what leave-last-out orders by).
+    binary relevance; the rating time becomes last_ts (what leave-last-out orders by). Relevance in
+    the test part stays binary, but training may use how much a viewer liked what they rated: the
+    weight (rating / 3.5) is iALS's confidence and ItemKNN's vector entry (EASE binarises). This
+    was chosen on the validation split carved from train: iALS with its tuned defaults scored
+    NDCG@10 0.2851 there with rating weights against 0.2828 with weight 1 for every rating.
     """
     return ratings.select(
         pl.col("user_id").cast(pl.String),
         pl.col("item_id").cast(pl.String).alias("media_id"),
-        pl.lit(1.0).alias("weight"),
+        (pl.col("rating").cast(pl.Float64) / ML100K_RATING_SCALE).alias("weight"),
         pl.col("ts").alias("last_ts"),
     ).sort("user_id", "media_id")
 

@@ -188,7 +188,7 @@ def ml100k_runs(
         entries,
         item_embeddings=ml100k_item_embeddings(items),
         max_trials=max_trials,
-        extra_params={"data": "MovieLens-100K, every rating an interaction of weight 1"},
+        extra_params={"data": "MovieLens-100K, every rating an interaction weighted rating / 3.5"},
         reuse=reuse,
     )
     return split, runs

@@ -279,13 +279,17 @@ def test_entry_parse_and_quick_overrides() -> None:
 # --- datasets ---------------------------------------------------------------------------------
 
 
-def test_ml100k_rows_become_binary_interactions_and_genre_embeddings() -> None:
+def test_ml100k_rows_become_rating_weighted_interactions_and_genre_embeddings() -> None:
     ratings = pl.DataFrame(
         {"user_id": ["2", "1"], "item_id": ["10", "20"], "rating": [1.0, 5.0], "ts": [T0, T0 + timedelta(1)]}
     )
     inter = catalog.ml100k_interactions(ratings)
     assert inter.columns == ["user_id", "media_id", "weight", "last_ts"]
-    assert inter.rows() == [("1", "20", 1.0, T0 + timedelta(1)), ("2", "10", 1.0, T0)]
+    assert inter.select("user_id", "media_id", "last_ts").rows() == [
+        ("1", "20", T0 + timedelta(1)),
+        ("2", "10", T0),
+    ]
+    assert inter["weight"].to_list() == pytest.approx([5 / 3.5, 1 / 3.5])
     items = pl.DataFrame(
         {
             "item_id": ["10", "20", "30"],
