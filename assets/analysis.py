@@ -1,10 +1,13 @@
 """Content analysis: transcripts, subtitles (WebVTT and SRT) and shots per media item."""
 
+import time
+from datetime import UTC, datetime
+
 import dagster as dg
 
 from assets.common import StreamlakeResource, media_asset, media_source, progress_logger, write_metadata
 from models.analysis.asr import Segment, transcribe, transcript_text
-from models.analysis.audio import load_audio
+from models.analysis.audio import SAMPLE_RATE, load_audio
 from models.analysis.shots import detect_shots
 from models.analysis.subtitles import to_srt, to_webvtt
 from models.lake import tables
@@ -29,6 +32,7 @@ def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResourc
     another, on faster-whisper or openai-whisper (STREAMLAKE_ASR_BACKEND)."""
     settings, source, probed = media_source(streamlake, context.partition_key)
     audio = load_audio(source, probed, settings.ffmpeg_timeout_s)
+    started = time.perf_counter()
     transcript = transcribe(
         audio,
         settings.whisper_model,
@@ -36,7 +40,9 @@ def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResourc
         cache_dir=settings.models_dir,
         progress=progress_logger(context, f"{context.partition_key} transcription"),
     )
+    elapsed_s = time.perf_counter() - started
     model = "whisper-tiny.en" if settings.whisper_model is None else settings.whisper_model
+    model = f"{model} ({transcript.backend})"
     rows = [
         {
             "media_id": context.partition_key,
@@ -46,13 +52,27 @@ def transcripts(context: dg.AssetExecutionContext, streamlake: StreamlakeResourc
             "text": seg.text,
             "lang": transcript.lang,
             "words": [vars(w) for w in seg.words],
-            "model": f"{model} ({transcript.backend})",
+            "model": model,
         }
         for seg in transcript.segments
     ]
     result = tables.replace_rows(settings, "transcripts", rows, where=("media_id", context.partition_key))
+    audio_s = len(audio) / SAMPLE_RATE
+    speed: dict[str, float] = {}
+    if audio_s > 0:  # the real-time factor /metrics reports as streamlake_asr_real_time_factor
+        run = {
+            "media_id": context.partition_key,
+            "model": model,
+            "backend": transcript.backend,
+            "audio_s": audio_s,
+            "elapsed_s": elapsed_s,
+            "real_time_factor": elapsed_s / audio_s,
+            "measured_at": datetime.now(UTC),
+        }
+        tables.insert_new(settings, "asr_runs", [run])  # keeps the first timing: re-runs commit nothing
+        speed = {"real_time_factor": round(elapsed_s / audio_s, 4)}
     text = transcript_text(transcript.segments)
-    return dg.MaterializeResult(metadata=write_metadata(result, segments=len(rows), text=text[:500]))
+    return dg.MaterializeResult(metadata=write_metadata(result, segments=len(rows), text=text[:500], **speed))
 
 
 @media_asset("analysis", {"webvtt"}, upstream=("transcripts",))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
 from models.lake.schemas import ALL_TABLES
 from models.lake.tables import WriteResult
@@ -36,6 +37,11 @@ def table_schema(name: str) -> dg.TableSchema:
     )
 
 
+def frame_schema(frame: pl.DataFrame) -> dg.TableSchema:
+    """An in-memory output's columns, shown in the UI like a lake table's."""
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
+
+
 def table_metadata(name: str) -> dict:
     """Static asset metadata: the table's schema and description."""
     return {"dagster/column_schema": table_schema(name), "table": name}
@@ -47,9 +53,14 @@ def write_metadata(result: WriteResult, **extra: object) -> dict:
 
 
 def table_asset(
-    group: str, kinds: set[str], deps: Sequence[str | dg.AssetDep] = (), partitioned: bool = False
+    group: str,
+    kinds: set[str],
+    deps: Sequence[str | dg.AssetDep] = (),
+    partitioned: bool = False,
+    check_specs: Sequence[dg.AssetCheckSpec] = (),
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
-    """An asset that owns the lake table of its own name: schema shown in the UI, owner, kinds."""
+    """An asset that owns the lake table of its own name: schema shown in the UI, owner, kinds, and
+    any checks the asset's own step evaluates."""
 
     def wrap(fn: Callable[..., Any]) -> dg.AssetsDefinition:
         return dg.asset(
@@ -59,6 +70,7 @@ def table_asset(
             metadata=table_metadata(fn.__name__),
             kinds={*kinds, "delta"},
             owners=[OWNER],
+            check_specs=list(check_specs) or None,
         )(fn)
 
     return wrap

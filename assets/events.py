@@ -2,6 +2,7 @@
 (hourly stats, per-user stats, the co-watch graph) in Polars or Spark."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
@@ -75,6 +76,13 @@ class AggregateParams(dg.Config):
     co_watch_window_h: float = 24.0
 
 
+# hourly_stats_job refreshes the aggregates at five past every hour: warn when one run was missed,
+# fail when two were (the UI's freshness status; the Feast hourly views read these tables).
+AGGREGATE_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2), warn_window=timedelta(minutes=75)
+)
+
+
 def _aggregate_spec(name: str, description: str) -> dg.AssetSpec:
     return dg.AssetSpec(
         name,
@@ -83,6 +91,7 @@ def _aggregate_spec(name: str, description: str) -> dg.AssetSpec:
         metadata=table_metadata(name),
         kinds={"polars", "spark", "delta"},
         owners=[OWNER],
+        freshness_policy=AGGREGATE_FRESHNESS,
     )
 
 

@@ -1,11 +1,15 @@
 """Published snapshots: what the Ray Serve app reads (api_catalog, the cold-start list), batch top-k."""
 
 import dagster as dg
+import polars as pl
 
-from assets.common import StreamlakeResource, table_asset, write_metadata
+from assets.common import StreamlakeResource, markdown_table, table_asset, write_metadata
 from models.lake import publish, tables
+from models.lake.schemas import COLD_START_USER
 from models.recsys.data import interactions_from_events
 from models.recsys.registry import load_champion
+
+PREVIEW_K = 5  # rows of the cold-start list shown in the UI
 
 
 @table_asset("serving", {"polars"}, deps=["media_items", "renditions", "thumbnails", "subtitles", "shots"])
@@ -24,5 +28,17 @@ def recs_topk(streamlake: StreamlakeResource) -> dg.MaterializeResult:
     settings = streamlake.settings()
     champion = load_champion(settings)
     interactions = interactions_from_events(tables.read_table(settings, "view_events"))
-    result = tables.replace_rows(settings, "recs_topk", publish.recs_topk(champion, interactions))
-    return dg.MaterializeResult(metadata=write_metadata(result, model_version=champion.version))
+    recs = publish.recs_topk(champion, interactions)
+    result = tables.replace_rows(settings, "recs_topk", recs)
+    cold = recs.filter(pl.col("user_id") == COLD_START_USER, pl.col("rank") <= PREVIEW_K)
+    return dg.MaterializeResult(
+        metadata=write_metadata(
+            result,
+            model_version=champion.version,
+            users=recs.filter(pl.col("user_id") != COLD_START_USER)["user_id"].n_unique(),
+            cold_start_preview=markdown_table(
+                ["rank", "media_id", "score"],
+                cold.select("rank", "media_id", pl.col("score").round(3)).rows(),
+            ),
+        )
+    )

@@ -4,7 +4,7 @@ chosen on held-out NDCG@10. Scheduled daily (training_job); the logic lives in m
 import dagster as dg
 import polars as pl
 
-from assets.common import OWNER, StreamlakeResource, markdown_table
+from assets.common import OWNER, StreamlakeResource, frame_schema, markdown_table
 from models.lake import tables
 from models.recsys import catalog
 from models.recsys.data import dataset_hash
@@ -33,6 +33,7 @@ def platform_training_set(streamlake: StreamlakeResource) -> dg.Output[pl.DataFr
         frame,
         metadata={
             "dagster/row_count": frame.height,
+            "dagster/column_schema": frame_schema(frame),
             "users": frame["user_id"].n_unique(),
             "items": frame["media_id"].n_unique(),
             "exposure_feature": catalog.EXPOSURE_FEATURE,

@@ -37,10 +37,16 @@ def apply_offline_env() -> None:
         os.environ.setdefault(key, value)
 
 
+# Tracing settings (serving/tracing.py) follow the driver to its workers, also on a remote cluster.
+TRACING_ENV_PREFIXES = ("STREAMLAKE_OTEL_", "OTEL_")
+
+
 def ray_runtime_env() -> dict[str, Any]:
-    """Ray workers import this checkout's packages (installed or not) and keep the no-network env."""
+    """Ray workers import this checkout's packages (installed or not), keep the no-network env and
+    trace where the driver does."""
     path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {"env_vars": {**OFFLINE_ENV, "PYTHONPATH": os.pathsep.join(path)}}
+    tracing = {key: value for key, value in os.environ.items() if key.startswith(TRACING_ENV_PREFIXES)}
+    return {"env_vars": {**OFFLINE_ENV, **tracing, "PYTHONPATH": os.pathsep.join(path)}}
 
 
 class Settings(BaseSettings):
@@ -82,6 +88,11 @@ class Settings(BaseSettings):
         default="polars", description="Engine for the event aggregates; spark uses SPARK_REMOTE when set."
     )
     registered_model: str = "streamlake-recommender"
+    drift_psi_threshold: float = Field(
+        default=0.25,
+        description="The model_drift check fails (and the drift sensor asks for retraining) when a "
+        "feature's PSI exceeds this; 0.25 is the usual 'significant shift' mark.",
+    )
     seed: int = 42
     ffmpeg_timeout_s: float = 600.0
     ladder_file: Path | None = Field(default=None, description="YAML ABR ladder (default: built in).")
@@ -95,6 +106,10 @@ class Settings(BaseSettings):
     per_title: bool = Field(default=False, description="Fit each rung's bitrate to the title (VMAF hull).")
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
+    hls_js: Path = Field(
+        default=REPO_ROOT / "node_modules/hls.js/dist/hls.min.js",
+        description="hls.js for the player page (npm ci, run by make install; no CDN at run time).",
+    )
 
     @cached_property
     def lake_root(self) -> str:

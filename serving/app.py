@@ -1,9 +1,10 @@
 """The Streamlake HTTP API: one Ray Serve application over the published snapshots and the champion.
 
 `build_app` wires the deployments by handles: `Api` (the FastAPI ingress: auth, rate limits, HLS
-delivery, metrics), `Catalog` (api_catalog plus chapters and trickplay), `Recommender` (the MLflow
-champion plus the recs_topk cold-start list), `Search` (hybrid BM25 + MiniLM over the catalog),
-`Similar` (text embeddings + co-watch) and `EventWriter` (buffered, exactly-once event ingest).
+delivery, metrics, and its own in-memory `Catalog`: api_catalog plus chapters and trickplay, read
+without a hop), `Recommender` (the MLflow champion plus the recs_topk cold-start list), `Search`
+(hybrid BM25 + MiniLM over the catalog), `Similar` (text embeddings + co-watch) and
+`EventWriter` (buffered, exactly-once event ingest).
 Settings, reload interval, rate limits and the events flush interval are bind arguments, never
 globals, so the same code serves a test lake, the local data folder or a cluster lake.
 `serve run serving.app:app` uses the environment's settings. The API reads nothing but published
@@ -21,11 +22,14 @@ where string annotations such as `MediaId` no longer resolve.
 import asyncio
 import functools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
+import polars as pl
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.middleware.cors import CORSMiddleware
@@ -37,23 +41,29 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from models.events.ingest import refresh_hours
+from models.observability import pipeline_metrics
+from models.recsys.exploration import explore_ranking
 from models.recsys.registry import Champion, champion_version, load_champion
 from models.search.catalog_search import SOURCE_TABLES, CatalogIndex, Filters
 from models.settings import Settings, get_settings
-from serving import metrics, playback
+from serving import metrics, playback, tracing
+from serving.body_limit import BodyLimit
 from serving.events_buffer import EventBuffer, ingest_batches
 from serving.security import hls_signing, tokens
 from serving.security.rate_limit import DEFAULT_RATES, Rate, RateLimiter
 from serving.similar import SimilarIndex
 from serving.snapshots import (
     CATALOG_TABLE,
+    EVIDENCE_TABLE,
     RECS_TABLE,
     CatalogSnapshot,
     ColdStart,
+    Evidence,
     PlaybackExtras,
     extras_versions,
     load_catalog,
     load_cold_start,
+    load_evidence,
     load_extras,
     read_versioned,
     table_version,
@@ -65,15 +75,27 @@ APP_NAME = "streamlake"
 RELOAD_INTERVAL_S = 5.0
 # Items the catalog lacks are dropped after ranking, so ask for spares.
 OVERFETCH = 2
+# How deep into a user's ranking exploration looks for titles to try.
+EXPLORE_CANDIDATES = 200
 # Events wait at most this long for their group commit (plus the write itself).
 FLUSH_INTERVAL_S = 0.25
 FLUSH_MAX_ROWS = 5_000
 MAX_EVENTS_PER_REQUEST = 1_000
+# A full batch of ordinary events is ~300 KB; anything past this is refused (413) before parsing.
+MAX_BODY_BYTES = 2 * 1024 * 1024
 
 MEDIA_ID = r"^[0-9a-f]{16}$"
 USER_ID = r"^[A-Za-z0-9_-]+$"
 SIMILAR_TABLES = ("text_embeddings", "co_watch")
-HLS_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment", ".mp4": "video/mp4"}
+HLS_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".m4s": "video/iso.segment",
+    ".mp4": "video/mp4",
+    ".vtt": "text/vtt",
+}
+# The player page and its scripts; hls.js itself comes from node_modules (settings.hls_js).
+STATIC_DIR = Path(__file__).parent / "static"
+PAGE_HEADERS = {"Cache-Control": "no-cache"}
 
 # Small replicas (six of them fit in under two cores), bounded queues so that overload answers
 # 503 at once instead of piling up, and a short drain on shutdown.
@@ -118,6 +140,20 @@ class MediaItem(BaseModel):
     renditions: list[Rendition] | None
     subtitles: list[Subtitle] | None
     shot_count: int | None
+
+
+class MediaSummary(BaseModel):
+    media_id: str
+    title: str | None
+    duration_s: float | None
+    poster_url: str | None
+
+
+class MediaList(BaseModel):
+    """One page of the catalog, by title."""
+
+    total: int
+    items: list[MediaSummary]
 
 
 class Chapter(BaseModel):
@@ -169,6 +205,7 @@ class RecommendedItem(BaseModel):
     score: float | None
     rank: int
     title: str | None
+    explored: bool = Field(False, description="Placed by exploration, not by the model's rank.")
 
 
 class Recommendations(BaseModel):
@@ -233,7 +270,8 @@ class _Watcher:
 
     def _reload(self) -> None:
         try:
-            self._refresh()
+            with tracing.span(f"reload {type(self).__name__}"):
+                self._refresh()
         except Exception:
             log.exception("%s: reload failed; serving the previous snapshot", type(self).__name__)
 
@@ -253,15 +291,24 @@ class _Watcher:
             raise RuntimeError(f"{type(self).__name__}: snapshot watcher stopped")
 
 
-@serve.deployment(**REPLICA_OPTIONS)
 class Catalog(_Watcher):
-    """api_catalog in memory, keyed by media_id, with each item's chapters and trickplay map."""
+    """api_catalog in memory, keyed by media_id, with each item's chapters and trickplay map.
 
-    async def __init__(self, settings: Settings, reload_interval_s: float) -> None:
+    Each Api replica holds its own: a lookup is a dict read, far cheaper than a hop to another
+    replica (a playback answer used to cost two), and the snapshot is small.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._snapshot = CatalogSnapshot()
         self._extras = PlaybackExtras()
-        await self._start_watching(reload_interval_s)
+
+    @classmethod
+    async def open(cls, settings: Settings, reload_interval_s: float) -> "Catalog":
+        """Load what is published now and keep watching for new versions."""
+        catalog = cls(settings)
+        await catalog._start_watching(reload_interval_s)
+        return catalog
 
     def _refresh(self) -> None:
         if table_version(self._settings, CATALOG_TABLE) != self._snapshot.version:
@@ -270,20 +317,38 @@ class Catalog(_Watcher):
         if extras_versions(self._settings) != self._extras.versions:
             self._extras = load_extras(self._settings)
 
-    async def version(self) -> int | None:
+    def version(self) -> int | None:
         return self._snapshot.version
 
-    async def get(self, media_id: str) -> dict[str, Any] | None:
+    def get(self, media_id: str) -> dict[str, Any] | None:
         return self._snapshot.rows.get(media_id)
 
-    async def extras(self, media_id: str) -> dict[str, Any]:
+    def extras(self, media_id: str) -> dict[str, Any]:
         extras = self._extras
         return {"chapters": extras.chapters.get(media_id, []), "trickplay": extras.trickplay.get(media_id)}
 
-    async def titles(self, media_ids: list[str]) -> dict[str, str | None]:
+    def listing(self, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """The catalog's size and one page of its rows by title (id as tie-break), for a picker."""
+        rows = sorted(self._snapshot.rows.values(), key=lambda row: (row["title"] or "", row["media_id"]))
+        return len(rows), rows[offset : offset + limit]
+
+    def titles(self, media_ids: list[str]) -> dict[str, str | None]:
         """Title of each id the catalog holds; ids it lacks are left out."""
         rows = self._snapshot.rows
         return {mid: rows[mid]["title"] for mid in media_ids if mid in rows}
+
+
+class PipelineGauges(_Watcher):
+    """Keeps /metrics' pipeline gauges (backlog, encode and ASR speed, events, drift) current:
+    recomputed off the request path, only when one of their tables gets a new Delta version."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def _refresh(self) -> None:
+        held = metrics.METRICS.pipeline.stats
+        if held is None or pipeline_metrics.source_versions(self._settings) != held.versions:
+            metrics.METRICS.pipeline.stats = pipeline_metrics.pipeline_stats(self._settings)
 
 
 class ServedModel(NamedTuple):
@@ -301,6 +366,7 @@ class Recommender(_Watcher):
         self._settings = settings
         self._model: ServedModel | None = None
         self._cold = ColdStart()
+        self._evidence = Evidence()
         await self._start_watching(reload_interval_s)
 
     def _refresh(self) -> None:
@@ -309,6 +375,8 @@ class Recommender(_Watcher):
         if table_version(self._settings, RECS_TABLE) != self._cold.version:
             self._cold = load_cold_start(self._settings)
             log.info("recs_topk: cold-start list from Delta version %s", self._cold.version)
+        if table_version(self._settings, EVIDENCE_TABLE) != self._evidence.version:
+            self._evidence = load_evidence(self._settings)
 
     def _load_champion(self) -> None:
         try:
@@ -326,16 +394,28 @@ class Recommender(_Watcher):
     async def model_version(self) -> str | None:
         return self._model_version()
 
-    async def recommend(self, user_id: str, n: int) -> dict[str, Any]:
-        """Up to n ranked items (media_id, score, rank) with the model version and the source."""
+    async def recommend(self, user_id: str, n: int, epsilon: float = 0.0) -> dict[str, Any]:
+        """Up to n ranked items (media_id, score, rank, explored) with the model version and source.
+
+        With epsilon > 0 each slot is, with that probability, given to a Thompson-sampled title
+        from the rest of the user's ranking (EXPLORE_CANDIDATES deep), judged by its completions.
+        """
         model = self._model
+        depth = max(n, EXPLORE_CANDIDATES) if epsilon > 0 else n
         if model is not None and user_id in model.known:
             champion = model.champion
-            frame = await asyncio.to_thread(champion.recommend, [user_id], n)
-            items = frame.sort("rank").select("media_id", "score", "rank").to_dicts()
-            return {"model_version": champion.version, "source": "champion", "items": items}
-        cold = self._cold
-        return {"model_version": cold.model_version, "source": "cold_start", "items": cold.items[:n]}
+            ranked = await asyncio.to_thread(champion.recommend, [user_id], depth)
+            version, source = champion.version, "champion"
+        else:
+            ranked = self._cold.ranking(user_id, depth)
+            version, source = self._cold.model_version, "cold_start"
+        if epsilon > 0:
+            seed = secrets.randbits(32)
+            ranked = await asyncio.to_thread(explore_ranking, ranked, self._evidence.rows, n, epsilon, seed)
+        else:
+            ranked = ranked.sort("rank").head(n).with_columns(explored=pl.lit(False))
+        items = ranked.select("media_id", "score", "rank", "explored").to_dicts()
+        return {"model_version": version, "source": source, "items": items}
 
 
 @serve.deployment(**REPLICA_OPTIONS)
@@ -434,20 +514,24 @@ api.add_middleware(
     allow_headers=["Authorization", "Content-Type", "Range"],
     expose_headers=["Retry-After"],
 )
+api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
 
 @api.middleware("http")
 async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Latency per route template into /metrics (Serve's access log already has one line each)."""
+    """Latency per route template into /metrics (Serve's access log already has one line each), and
+    the request's span, parent of the spans its route opens (STREAMLAKE_OTEL_EXPORTER)."""
     started = time.perf_counter()
     status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.METRICS.observe(route, request.method, status, time.perf_counter() - started)
+    with tracing.span(f"{request.method} request") as span:
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            metrics.METRICS.observe(route, request.method, status, time.perf_counter() - started)
+            tracing.end_request(span, request.method, route, status)
 
 
 UserId = Annotated[
@@ -468,11 +552,11 @@ def _not_found(media_id: str) -> HTTPException:
 class Api:
     """HTTP routes: who is calling and how often; the work happens behind the handles."""
 
-    def __init__(
+    async def __init__(
         self,
         settings: Settings,
         rates: Mapping[str, Rate],
-        catalog: DeploymentHandle,
+        reload_interval_s: float,
         recommender: DeploymentHandle,
         search: DeploymentHandle,
         similar: DeploymentHandle,
@@ -482,11 +566,21 @@ class Api:
         self._api_secret = tokens.api_secret(settings)
         self._hls_secret = hls_signing.hls_secret(settings)
         self._limiter = RateLimiter(rates)
-        self._catalog = catalog
+        tracing.tracer()  # a bad STREAMLAKE_OTEL_EXPORTER fails the deploy here, not every request
+        self._catalog = await Catalog.open(settings, reload_interval_s)
+        self._pipeline = PipelineGauges(settings)
+        await self._pipeline._start_watching(reload_interval_s)
         self._recommender = recommender
         self._search = search
         self._similar = similar
         self._events = events
+        self._scripts = {"player.js": STATIC_DIR / "player.js", "hls.min.js": settings.hls_js}
+        if not settings.hls_js.is_file():
+            log.warning("no hls.js at %s: the player page cannot play until `make install`", settings.hls_js)
+
+    def check_health(self) -> None:
+        self._catalog.check_health()
+        self._pipeline.check_health()
 
     def _caller(self, credentials: HTTPAuthorizationCredentials | None) -> tokens.Claims:
         """The token's claims, one request taken from the caller's bucket; 401/429 otherwise."""
@@ -513,23 +607,56 @@ class Api:
             raise HTTPException(status_code=401, detail=str(err), headers=UNAUTHORIZED) from None
 
     async def _row(self, media_id: str) -> dict[str, Any]:
-        row = await self._catalog.get.remote(media_id)
+        row = self._catalog.get(media_id)
         if row is None:
             raise _not_found(media_id)
         return row
 
     @api.get("/health")
     async def health(self) -> Health:
-        catalog_version = await self._catalog.version.remote()
+        catalog_version = self._catalog.version()
         model_version = await self._recommender.model_version.remote()
         return Health(status="ok", catalog_version=catalog_version, model_version=model_version)
 
     @api.get("/metrics", response_class=Response, responses={200: {"content": {metrics.CONTENT_TYPE: {}}}})
     async def prometheus(self) -> Response:
-        """Prometheus text format: request latency per route, 429s per tier, the served model."""
+        """Prometheus text format: request latency per route, 429s per tier, the served model, and the
+        pipeline's gauges (kept current by PipelineGauges, so a scrape reads no table)."""
         registry = metrics.METRICS
         registry.set_model_version(await self._recommender.model_version.remote())
         return Response(registry.render(), media_type=metrics.CONTENT_TYPE)
+
+    @api.get("/", include_in_schema=False)
+    @api.get("/player", include_in_schema=False)
+    async def player(self) -> FileResponse:
+        """The player page, served on the API's own origin: Chromium blocks pages from other origins
+        from reaching /hls on a private address such as 127.0.0.1."""
+        return FileResponse(STATIC_DIR / "player.html", media_type="text/html", headers=PAGE_HEADERS)
+
+    @api.get("/static/{name}", include_in_schema=False)
+    async def static(self, name: str) -> FileResponse:
+        """The page's scripts: player.js and hls.js (from node_modules: nothing is fetched from a CDN)."""
+        file = self._scripts.get(name)
+        if file is None:
+            raise HTTPException(status_code=404, detail="no such script")
+        if not file.is_file():
+            raise HTTPException(status_code=503, detail=f"{name} is missing at {file}: run `make install`")
+        return FileResponse(file, media_type="text/javascript", headers=PAGE_HEADERS)
+
+    @api.get("/media")
+    async def media_list(
+        self,
+        credentials: Credentials,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> MediaList:
+        """The catalog by title, a page at a time: what a player offers to choose from."""
+        self._caller(credentials)
+        total, rows = self._catalog.listing(offset, limit)
+        items = [
+            MediaSummary(**row, poster_url=playback.image_url(row["media_id"], row["poster"])) for row in rows
+        ]
+        return MediaList(total=total, items=items)
 
     @api.get("/media/{media_id}")
     async def media(self, media_id: MediaId, credentials: Credentials) -> MediaItem:
@@ -550,7 +677,7 @@ class Api:
         """A signed master playlist URL for the caller, with renditions, subtitles, chapters, images."""
         claims = self._caller(credentials)
         row = await self._row(media_id)
-        extras = await self._catalog.extras.remote(media_id)
+        extras = self._catalog.extras(media_id)
         grant = playback.grant(media_id, claims.sub, claims.tier, self._hls_secret)
         trickplay = extras["trickplay"]
         trickplay_url = playback.image_url(media_id, trickplay and trickplay["path"])
@@ -627,8 +754,9 @@ class Api:
         """Items like this one by content (text embeddings) and by who watched both (co_watch)."""
         self._caller(credentials)
         await self._row(media_id)
-        ranked = await self._similar.similar.remote(media_id, k * OVERFETCH)
-        titles = await self._catalog.titles.remote([item["media_id"] for item in ranked])
+        with tracing.span("similar.similar", k=k):
+            ranked = await self._similar.similar.remote(media_id, k * OVERFETCH)
+        titles = self._catalog.titles([item["media_id"] for item in ranked])
         items = [
             SimilarItem(**item, title=titles[item["media_id"]])
             for item in ranked
@@ -651,21 +779,29 @@ class Api:
         if min_duration_s is not None and max_duration_s is not None and min_duration_s > max_duration_s:
             raise HTTPException(status_code=422, detail="min_duration_s must not exceed max_duration_s")
         filters = Filters(tuple(genre), min_duration_s, max_duration_s)
-        hits = await self._search.search.remote(q, k * OVERFETCH, filters)
-        titles = await self._catalog.titles.remote([hit["media_id"] for hit in hits])
+        with tracing.span("search.search", k=k):
+            hits = await self._search.search.remote(q, k * OVERFETCH, filters)
+        titles = self._catalog.titles([hit["media_id"] for hit in hits])
         items = [SearchHit(**hit) for hit in hits if hit["media_id"] in titles][:k]
         return SearchResults(query=q, items=items)
 
     @api.get("/recommendations/{user_id}")
     async def recommendations(
-        self, user_id: UserId, credentials: Credentials, k: Annotated[int, Query(ge=1, le=100)] = 10
+        self,
+        user_id: UserId,
+        credentials: Credentials,
+        k: Annotated[int, Query(ge=1, le=100)] = 10,
+        explore: Annotated[
+            float, Query(ge=0.0, le=1.0, description="Share of slots given to Thompson-sampled titles.")
+        ] = 0.0,
     ) -> Recommendations:
         """Top-k for user_id (the caller's own); ranks are renumbered after items missing from the
         catalog are dropped."""
         if self._caller(credentials).sub != user_id:
             raise HTTPException(status_code=403, detail="recommendations are only given to their user")
-        ranked = await self._recommender.recommend.remote(user_id, k * OVERFETCH)
-        titles = await self._catalog.titles.remote([item["media_id"] for item in ranked["items"]])
+        with tracing.span("recommender.recommend", k=k, explore=explore):
+            ranked = await self._recommender.recommend.remote(user_id, k * OVERFETCH, explore)
+        titles = self._catalog.titles([item["media_id"] for item in ranked["items"]])
         kept = [item for item in ranked["items"] if item["media_id"] in titles][:k]
         items = [
             RecommendedItem(**{**item, "rank": rank}, title=titles[item["media_id"]])
@@ -691,7 +827,8 @@ class Api:
         if any(isinstance(row.get("user_id"), str) and row["user_id"] != sub for row in batch.events):
             raise HTTPException(status_code=403, detail="events may only be sent for the caller's user_id")
         try:
-            counts = await self._events.add.remote(batch.events)
+            with tracing.span("events.add", rows=len(batch.events)):
+                counts = await self._events.add.remote(batch.events)
         except Exception as err:
             log.warning("events not stored: %s", err)
             raise HTTPException(
@@ -710,7 +847,7 @@ def build_app(
     return Api.bind(
         settings,
         dict(rates),
-        Catalog.bind(settings, reload_interval_s),
+        reload_interval_s,
         Recommender.bind(settings, reload_interval_s),
         Search.bind(settings, reload_interval_s),
         Similar.bind(settings, reload_interval_s),

@@ -3,10 +3,13 @@
 A private registry (not prometheus_client's global one) so that only what this module declares
 is exposed, and importing the module twice in one process (Serve's proxy imports the app too)
 never registers a metric twice. Routes are labelled by their template (`/media/{media_id}`), not
-the raw path, so the number of series stays bounded whatever ids callers send.
+the raw path, so the number of series stays bounded whatever ids callers send. The pipeline's
+gauges (backlog, encode and ASR speed, events, drift) come from the lake through `PipelineCollector`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,14 +19,73 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from models.observability.pipeline_metrics import PipelineStats
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Serve's proxy hop alone costs ~5-50 ms here (DESIGN §7), so the buckets start there.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+class PipelineCollector(Collector):
+    """The pipeline's gauges (models/observability) from the last `PipelineStats` handed over.
+
+    The Api replica's watcher recomputes the stats when a source table's Delta version moves, so a
+    scrape only formats numbers held in memory. Nothing is exported before the first reading.
+    """
+
+    def __init__(self) -> None:
+        self.stats: PipelineStats | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stats = self.stats
+        if stats is None:
+            return
+        yield GaugeMetricFamily(
+            "streamlake_media_items", "Media items ingested (media_items rows).", stats.media_items
+        )
+        yield GaugeMetricFamily(
+            "streamlake_transcode_backlog",
+            "Ingested media items without a published video rendition yet.",
+            stats.transcode_backlog,
+        )
+        fps = GaugeMetricFamily(
+            "streamlake_encode_fps",
+            "Mean source frames encoded per second of wall time, by codec and encoder (renditions).",
+            labels=["codec", "encoder"],
+        )
+        for (codec, encoder), value in sorted(stats.encode_fps.items()):
+            fps.add_metric([codec, encoder], value)
+        yield fps
+        rtf = GaugeMetricFamily(
+            "streamlake_asr_real_time_factor",
+            "Mean seconds of speech recognition per second of audio, by backend (asr_runs).",
+            labels=["backend"],
+        )
+        for backend, value in sorted(stats.asr_real_time_factor.items()):
+            rtf.add_metric([backend], value)
+        yield rtf
+        yield GaugeMetricFamily(
+            "streamlake_events_ingested", "View events stored (view_events rows).", stats.events_ingested
+        )
+        yield GaugeMetricFamily(
+            "streamlake_events_rejected",
+            "View events rejected by validation (events_rejected rows).",
+            stats.events_rejected,
+        )
+        if stats.model_drift_psi is not None:
+            yield GaugeMetricFamily(
+                "streamlake_model_drift_psi",
+                "Largest per-feature population stability index of the latest model_drift window.",
+                stats.model_drift_psi,
+            )
+
+
 class Metrics:
-    """Request latency per route, rate-limit rejections per tier, the served model version."""
+    """Request latency per route, rate-limit rejections per tier, the served model version, and the
+    pipeline's gauges."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -46,6 +108,8 @@ class Metrics:
             ["version"],
             registry=self.registry,
         )
+        self.pipeline = PipelineCollector()
+        self.registry.register(self.pipeline)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.latency.labels(route, method, str(status)).observe(seconds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ray
@@ -18,6 +18,7 @@ from ray import serve
 from models.settings import Settings, get_settings, ray_runtime_env
 from serving.app import APP_NAME, RELOAD_INTERVAL_S, build_app
 from serving.security import tokens
+from serving.security.rate_limit import DEFAULT_RATES, Rate
 
 # A request still unanswered after this long gets a 408 from the proxy instead of hanging.
 REQUEST_TIMEOUT_S = 30.0
@@ -27,12 +28,16 @@ def http_options(settings: Settings) -> dict[str, Any]:
     return {"host": settings.serve_host, "port": settings.serve_port, "request_timeout_s": REQUEST_TIMEOUT_S}
 
 
-def start(settings: Settings, reload_interval_s: float = RELOAD_INTERVAL_S) -> str:
+def start(
+    settings: Settings,
+    reload_interval_s: float = RELOAD_INTERVAL_S,
+    rates: Mapping[str, Rate] = DEFAULT_RATES,
+) -> str:
     """Serve the API on settings' host and port in the already initialised Ray; returns its URL."""
     serve.start(http_options=http_options(settings))
     # Structured logs: one JSON object per line, with the request id, route and replica as fields.
     serve.run(
-        build_app(settings, reload_interval_s),
+        build_app(settings, reload_interval_s, rates),
         name=APP_NAME,
         route_prefix="/",
         logging_config={"encoding": "JSON"},

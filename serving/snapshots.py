@@ -15,9 +15,11 @@ import pyarrow.compute as pc
 
 from models.lake.schemas import ALL_TABLES, COLD_START_USER
 from models.lake.tables import open_table
+from models.recsys.exploration import evidence_from_hourly_stats
 from models.settings import Settings
 
 CATALOG_TABLE = "api_catalog"
+EVIDENCE_TABLE = "hourly_stats"  # completions per title: what exploration weighs titles by
 RECS_TABLE = "recs_topk"
 EXTRAS_TABLES = ("chapters", "thumbnails")  # what playback adds to api_catalog
 
@@ -51,6 +53,13 @@ class ColdStart:
     version: int | None = None
     model_version: str | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
+
+    def ranking(self, user_id: str, n: int) -> pl.DataFrame:
+        """The first n items as a ranking for user_id (user_id, rank, media_id, score)."""
+        return pl.DataFrame(
+            [{"user_id": user_id, **item} for item in self.items[:n]],
+            schema={"user_id": pl.String, "rank": pl.Int32, "media_id": pl.String, "score": pl.Float64},
+        )
 
 
 def load_cold_start(settings: Settings) -> ColdStart:
@@ -106,3 +115,20 @@ def load_extras(settings: Settings) -> PlaybackExtras:
         by_item.setdefault(row.pop("media_id"), []).append(row)
     trickplay = {row.pop("media_id"): row for row in thumbs.filter(pl.col("kind") == "trickplay").to_dicts()}
     return PlaybackExtras((chapters_version, thumbs_version), by_item, trickplay)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Trials and successes (sessions started and completed) per media_id, for exploration."""
+
+    version: int | None = None
+    rows: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(
+            schema={"media_id": pl.String, "trials": pl.Int64, "successes": pl.Int64}
+        )
+    )
+
+
+def load_evidence(settings: Settings) -> Evidence:
+    version, hourly = read_versioned(settings, EVIDENCE_TABLE, ["media_id", "views", "completion_rate"])
+    return Evidence(version, evidence_from_hourly_stats(hourly))

@@ -139,6 +139,20 @@ TRANSCRIPTS = _spec(
     f("model", pa.string()),
 )
 
+ASR_RUNS = _spec(
+    "asr_runs",
+    ("media_id", "model"),
+    "How fast speech recognition ran per media item and model: seconds of processing per second of "
+    "audio (the real-time factor); the first timing is kept, so a re-run commits nothing.",
+    f("media_id", pa.string(), nullable=False),
+    f("model", pa.string(), nullable=False),
+    f("backend", pa.string()),
+    f("audio_s", pa.float64()),
+    f("elapsed_s", pa.float64()),
+    f("real_time_factor", pa.float64()),
+    f("measured_at", TS),
+)
+
 SUBTITLES = _spec(
     "subtitles",
     ("media_id", "lang", "format"),
@@ -306,6 +320,27 @@ RECS_TOPK = _spec(
     f("model_version", pa.string()),
 )
 
+MODEL_DRIFT = _spec(
+    "model_drift",
+    ("latest_end", "feature"),
+    "Drift of the recommender's inputs and outputs, one row per feature and evaluation: PSI between "
+    "the latest window of view events and the equal window before it (status stable < 0.1 <= "
+    "moderate <= 0.25 < shifted), sample sizes, and the served champion's online NDCG@10 on the "
+    "latest window (null without a champion).",
+    f("feature", pa.string(), nullable=False),
+    f("latest_end", TS, nullable=False),
+    f("kind", pa.string()),
+    f("psi", pa.float64()),
+    f("status", pa.string()),
+    f("reference_start", TS),
+    f("latest_start", TS),
+    f("reference_n", pa.int64()),
+    f("latest_n", pa.int64()),
+    f("online_ndcg_at_10", pa.float64()),
+    f("online_users", pa.int64()),
+    f("model_version", pa.string()),
+)
+
 RENDITION_ROW = pa.struct(
     [
         f("rung", pa.string()),
@@ -345,6 +380,7 @@ ALL_TABLES: dict[str, TableSpec] = {
         PER_TITLE_LADDERS,
         THUMBNAILS,
         TRANSCRIPTS,
+        ASR_RUNS,
         SUBTITLES,
         SHOTS,
         CHAPTERS,
@@ -359,6 +395,7 @@ ALL_TABLES: dict[str, TableSpec] = {
         USER_STATS,
         CO_WATCH,
         RECS_TOPK,
+        MODEL_DRIFT,
         API_CATALOG,
     )
 }

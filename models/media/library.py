@@ -56,6 +56,12 @@ def safe_name(name: str) -> str:
     return f"upload_{cleaned}" if cleaned in BOOKKEEPING else cleaned
 
 
+def display_path(path: Path) -> str:
+    """The path as text the lake can store: undecodable bytes of a name (not UTF-8) are written as
+    backslash escapes, where str(path) would carry lone surrogates that no UTF-8 writer accepts."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def inside(root: Path, candidate: Path) -> Path:
     """Resolve candidate and refuse anything that escapes root (symlinks, '..')."""
     resolved = candidate.resolve()
@@ -98,13 +104,19 @@ def _admit_one(path: Path, library: Path, held: set[str]) -> Admitted | None:
         target_dir.mkdir()
     except FileExistsError:
         path.unlink()  # identical bytes are already stored under this id
-        return Admitted(media_id, sha, source_file(library, media_id), str(path))
-    origin = {"source_uri": str(path), "name": path.name, "sha256": sha, **_read_sidecar(meta_path)}
+        return Admitted(media_id, sha, source_file(library, media_id), display_path(path))
+    source_uri = display_path(path)
+    origin = {
+        "source_uri": source_uri,
+        "name": Path(source_uri).name,
+        "sha256": sha,
+        **_read_sidecar(meta_path),
+    }
     shutil.move(str(path), target_dir / safe_name(path.name))
     if meta_path != path and (meta_path.exists() or meta_path.is_symlink()):
         meta_path.rename(target_dir / SIDECAR_FILE)  # kept beside the upload, never lost
     (target_dir / ORIGIN_FILE).write_text(json.dumps(origin, ensure_ascii=True))
-    return Admitted(media_id, sha, source_file(library, media_id), str(path))
+    return Admitted(media_id, sha, source_file(library, media_id), source_uri)
 
 
 def admit(

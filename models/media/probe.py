@@ -22,6 +22,9 @@ ALLOWED_CONTAINERS = {"mp4": "mov", "matroska": "matroska", "mpegts": "mpegts", 
 MAX_DIMENSION = 8192
 MAX_FPS = 1000.0
 PROBE_TIMEOUT_S = 30.0
+# A container header (mvhd) may claim any duration; the streams' sample tables say what is there.
+# A claim beyond twice theirs (plus 10 s of edit-list leeway) is a forged or broken header.
+MAX_DURATION_SLACK = 2.0
 
 
 class MediaRejected(ValueError):
@@ -120,6 +123,11 @@ def probe(path: Path) -> Probe:
     duration = float(info.get("format", {}).get("duration") or video.get("duration") or 0.0)
     if duration <= 0:
         raise MediaRejected("no duration: the file holds no playable frames")
+    streams_s = max(
+        (float(s["duration"]) for s in info.get("streams", []) if s.get("duration")), default=None
+    )
+    if streams_s is not None and duration > MAX_DURATION_SLACK * streams_s + 10:
+        raise MediaRejected(f"duration claim {duration:.0f} s exceeds its streams' {streams_s:.1f} s")
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
     if not 0 < fps <= MAX_FPS:
         raise MediaRejected(f"implausible frame rate {fps:g}")

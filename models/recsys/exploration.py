@@ -81,3 +81,41 @@ def explore(
         media[rows[ok]] = pool["media_id"].to_numpy()[picks[users[ok] - start, nth[ok]]]
         explored[rows[ok]] = True
     return recs.with_columns(media_id=pl.Series(media, dtype=pl.String), explored=pl.Series(explored))
+
+
+def evidence_from_hourly_stats(hourly: pl.DataFrame) -> pl.DataFrame:
+    """Per title: trials (sessions started) and successes (sessions completed), from hourly_stats.
+
+    completion_rate is rounded in the table, so successes are rounded back to whole sessions.
+    """
+    return (
+        hourly.group_by("media_id")
+        .agg(
+            trials=pl.col("views").sum(),
+            successes=(pl.col("views") * pl.col("completion_rate").fill_null(0.0)).round(0).sum(),
+        )
+        .select(
+            "media_id",
+            pl.col("trials").cast(pl.Int64),
+            pl.min_horizontal("successes", "trials").cast(pl.Int64).alias("successes"),
+        )
+        .sort("media_id")
+    )
+
+
+def explore_ranking(
+    ranked: pl.DataFrame, evidence: pl.DataFrame, k: int, epsilon: float, seed: int
+) -> pl.DataFrame:
+    """The top k of one user's ranking with slots explored among the rest of that ranking.
+
+    ranked holds the candidates a model may show this user (unseen items, best first: user_id,
+    rank, media_id, score); evidence gives trials and successes per media_id, and a candidate
+    without any has none yet (0 of 0: the widest posterior). Exploring only within the ranking
+    keeps watched and unknown items out of the list.
+    """
+    pool = (
+        ranked.select("media_id")
+        .join(evidence, on="media_id", how="left")
+        .with_columns(pl.col("trials", "successes").fill_null(0))
+    )
+    return explore(ranked.sort("rank").head(k), pool, epsilon=epsilon, seed=seed)

@@ -91,6 +91,11 @@ class Champion:
         request = pd.DataFrame({"user_id": user_ids, "k": np.full(len(user_ids), k, dtype=np.int64)})
         return pl.from_pandas(self.model.predict(request)).with_columns(pl.col("rank").cast(pl.Int32))
 
+    def rank(self, user_ids: list[str], k: int) -> pl.DataFrame:
+        """Top-k per user with nothing excluded, for scoring against a history other than the one
+        the model was fitted on (models.monitoring.drift removes each viewer's own)."""
+        return self.model.unwrap_python_model().recommender.recommend(user_ids, k, exclude_seen=False)
+
 
 @contextmanager
 def _tracking(settings: Settings) -> Iterator[MlflowClient]:

@@ -30,6 +30,7 @@ from models.recsys.registry import promote_if_better, train_and_log
 from models.settings import Settings, get_settings, ray_runtime_env
 from serving.run import start
 from serving.security import tokens
+from serving.tracing import CONSOLE_FILE_ENV, EXPORTER_ENV
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
@@ -219,11 +220,11 @@ class SampleLake:
         return {"Authorization": f"Bearer {self.token(sub, tier)}"}
 
 
-@pytest.fixture(scope="session")
-def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> SampleLake:
-    """A published lake in a temp data dir: 6 catalog items with HLS packages, a cold-start list, an
-    ItemKNN champion, search sources, embeddings, co-watch edges, chapters and a trickplay map."""
-    settings = get_settings(data_dir=tmp_path_factory.mktemp("serving-data"))
+def build_sample_lake(data_dir: Path) -> SampleLake:
+    """A published lake in data_dir: 6 catalog items with HLS packages, a cold-start list, an ItemKNN
+    champion, search sources, embeddings, co-watch edges, chapters and a trickplay map (also what
+    bench/bench_serving.py serves)."""
+    settings = get_settings(data_dir=data_dir)
     rows = [catalog_row(mid, t, d, s) for mid, (t, d, _, s) in zip(MEDIA, ITEMS, strict=True)]
     upsert(settings, "api_catalog", rows)
     for mid in MEDIA:
@@ -240,6 +241,11 @@ def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> SampleLake:
     ]
     upsert(settings, "recs_topk", cold)
     return SampleLake(settings, MEDIA, WATCHED, COLD_START, NOT_IN_CATALOG, TITLES)
+
+
+@pytest.fixture(scope="session")
+def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> SampleLake:
+    return build_sample_lake(tmp_path_factory.mktemp("serving-data"))
 
 
 @pytest.fixture(scope="session")
@@ -260,8 +266,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def api_url(serving_settings: Settings, reload_interval_s: float) -> Iterator[str]:
-    """Ray (local, 2 CPUs, no dashboard) and Serve on a free loopback port; the app's base URL."""
+def spans_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the served app's replicas append their spans (the console exporter, one JSON line each)."""
+    return tmp_path_factory.mktemp("spans") / "spans.jsonl"
+
+
+@pytest.fixture(scope="session")
+def api_url(serving_settings: Settings, reload_interval_s: float, spans_file: Path) -> Iterator[str]:
+    """Ray (local, 2 CPUs, no dashboard) and Serve on a free loopback port; the app's base URL.
+
+    Tracing is on, to spans_file: Ray's workers inherit the environment it is started with.
+    """
+    os.environ.update({EXPORTER_ENV: "console", CONSOLE_FILE_ENV: str(spans_file)})
     settings = serving_settings.model_copy(update={"serve_host": "127.0.0.1", "serve_port": free_port()})
     ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=ray_runtime_env())
     try:

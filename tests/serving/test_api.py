@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import polars as pl
 import pytest
 
 from models.lake.tables import upsert
-from models.recsys.registry import champion_version, load_champion
+from models.recsys.itemknn import ItemKNN
+from models.recsys.registry import champion_version, load_champion, promote_if_better, train_and_log
 from models.settings import Settings, get_settings
 from serving.similar import SimilarIndex
 from serving.snapshots import load_catalog, load_cold_start, load_extras, read_versioned
+from tests.serving.conftest import interactions
 
 
 def test_health_reports_the_served_versions(client: httpx.Client, serving_settings: Settings) -> None:
@@ -143,3 +146,50 @@ def test_a_republished_catalog_row_is_served_without_restart(
         assert time.monotonic() < deadline, "the new catalog version was not picked up"
         time.sleep(0.1)
     assert client.get("/health").json()["catalog_version"] == written.version
+
+
+def test_exploration_gives_a_slot_to_an_unseen_title_outside_the_top(
+    client: httpx.Client, sample_lake: Any
+) -> None:
+    headers = sample_lake.auth("u1")
+    plain = client.get("/recommendations/u1", params={"k": 1}, headers=headers).json()
+    assert [item["explored"] for item in plain["items"]] == [False]
+    explored = client.get("/recommendations/u1", params={"k": 1, "explore": 1.0}, headers=headers).json()
+    (item,) = explored["items"]
+    assert item["explored"] and item["rank"] == 1
+    assert item["media_id"] != plain["items"][0]["media_id"]
+    assert item["media_id"] not in sample_lake.watched["u1"]
+    assert explored["model_version"] == plain["model_version"]
+
+
+def test_cold_users_explore_the_published_list(client: httpx.Client, sample_lake: Any) -> None:
+    headers = sample_lake.auth("newcomer")
+    body = client.get("/recommendations/newcomer", params={"k": 1, "explore": 1.0}, headers=headers).json()
+    (item,) = body["items"]
+    assert body["source"] == "cold_start" and item["explored"]
+    assert item["media_id"] in set(sample_lake.cold_start[2:])  # not the top two it was swapped into
+
+
+@pytest.mark.parametrize("explore", ["-0.1", "1.5", "often"])
+def test_invalid_exploration_share_is_422(client: httpx.Client, sample_lake: Any, explore: str) -> None:
+    response = client.get("/recommendations/u1", params={"explore": explore}, headers=sample_lake.auth("u1"))
+    assert response.status_code == 422
+
+
+def test_a_new_champion_is_served_without_restart(
+    client: httpx.Client, serving_settings: Settings, sample_lake: Any, reload_interval_s: float
+) -> None:
+    """A newly promoted model that knows a new viewer takes over from the running champion."""
+    headers = sample_lake.auth("u5")
+    assert client.get("/recommendations/u5", headers=headers).json()["source"] == "cold_start"
+    known = interactions()
+    train = known.vstack(known.filter(pl.col("user_id") == "u4").with_columns(user_id=pl.lit("u5")))
+    run = train_and_log(ItemKNN(neighbours=5), train, train.head(4), serving_settings)
+    assert promote_if_better(serving_settings, run.model_version, replace_incomparable=True)
+    deadline = time.monotonic() + 5 * reload_interval_s
+    while client.get("/health").json()["model_version"] != run.model_version:
+        assert time.monotonic() < deadline, "the new champion was not picked up"
+        time.sleep(0.1)
+    body = client.get("/recommendations/u5", headers=headers).json()
+    assert (body["source"], body["model_version"]) == ("champion", run.model_version)
+    assert not {item["media_id"] for item in body["items"]} & set(sample_lake.watched["u4"])

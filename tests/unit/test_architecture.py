@@ -63,17 +63,6 @@ def test_definitions_import_without_heavy_libraries() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_every_asset_has_a_description_group_and_owner() -> None:
-    from pipelines.definitions import defs
-
-    graph = defs.resolve_asset_graph()
-    for key in graph.get_all_asset_keys():
-        node = graph.get(key)
-        assert node.description, f"{key} has no description"
-        assert node.group_name != "default", f"{key} has no group"
-        assert node.owners, f"{key} has no owner"
-
-
 def test_ruff_is_clean() -> None:
     ruff = Path(sys.executable).with_name("ruff")
     done = subprocess.run([str(ruff), "check", str(ROOT)], capture_output=True, text=True)

@@ -327,7 +327,7 @@ def test_results_table_is_generated_from_mlflow_runs(mlflow_settings: Settings) 
     assert body[1].startswith("| `toppop` |")
     readme = f"intro\n{script.BEGIN}\nstale\n{script.END}\nrest\n"
     assert (
-        script.replace_between_markers(readme, table)
+        script.readme_table.replace_between_markers(readme, table, script.BEGIN, script.END)
         == f"intro\n{script.BEGIN}\n{table}\n{script.END}\nrest\n"
     )
     assert script.BEGIN in (REPO_ROOT / "README.md").read_text()

@@ -18,7 +18,7 @@ from models.recsys.bpr import BPR
 from models.recsys.content import ContentBased
 from models.recsys.data import split_per_user
 from models.recsys.ease import EASE, ease_weights
-from models.recsys.exploration import explore
+from models.recsys.exploration import evidence_from_hourly_stats, explore, explore_ranking
 from models.recsys.hybrid import Hybrid
 from models.recsys.ials import IALS
 from models.recsys.metrics import ndcg_at_k
@@ -272,3 +272,20 @@ def test_onnx_scores_match_native_scores(name: str, fitted: dict[str, Recommende
     assert parity(model, exported) < 1e-4  # type: ignore[arg-type]
     one = onnx_scores(exported, model.onnx_inputs(np.array([3])))  # type: ignore[attr-defined]
     assert one.shape == (1, len(model._items))
+
+
+def test_evidence_counts_sessions_and_completions_per_title() -> None:
+    hourly = pl.DataFrame(
+        {"media_id": ["a", "a", "b"], "views": [4, 6, 3], "completion_rate": [0.5, 1 / 3, None]}
+    )
+    evidence = evidence_from_hourly_stats(hourly)
+    assert evidence.rows() == [("a", 10, 4), ("b", 3, 0)]
+
+
+def test_explored_ranking_picks_only_from_the_users_candidates() -> None:
+    ranked = top_lists(n_users=1, k=8)
+    evidence = pl.DataFrame({"media_id": ["m7", "elsewhere"], "trials": [5, 0], "successes": [5, 0]})
+    out = explore_ranking(ranked, evidence, k=3, epsilon=1.0, seed=0)
+    assert out["rank"].to_list() == [1, 2, 3] and out["explored"].all()
+    assert set(out["media_id"]) <= {f"m{i}" for i in range(3, 8)}
+    assert out["media_id"].n_unique() == 3

@@ -1,0 +1,1 @@
+"""Operational figures about the platform itself, read from the lake (what Prometheus scrapes)."""
