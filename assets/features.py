@@ -42,7 +42,7 @@ def feast_registry(streamlake: StreamlakeResource) -> dg.MaterializeResult:
 
 @dg.asset(
     group_name="features",
-    deps=["feast_registry", "hourly_stats", "users", "user_stats", "media_content"],
+    deps=["feast_registry", "hourly_stats", "users", "user_stats", "media_content", "qoe_hourly"],
     kinds={"feast", "duckdb", "sqlite"},
     owners=[OWNER],
 )

@@ -18,16 +18,14 @@ Run from the repository root: `python bench/bench_asr.py` (about 2 minutes on 2 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _result import run_stamp, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -150,8 +148,7 @@ def main() -> None:
         "ratio": round(ours["rtf"] / base["rtf"], 3),
         "unit": "real-time factor (s of processing per s of audio; lower is faster): faster-whisper int8 "
         "(ours) vs openai-whisper float32 (baseline), same tiny.en weights, beam 5, 2 threads",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_stamp(),
         "params": {
             "speedup": round(base["rtf"] / ours["rtf"], 2),
             "speedup_float32": round(base["rtf"] / fp32["rtf"], 2),
@@ -174,7 +171,7 @@ def main() -> None:
         },
     }
     out = ROOT / "bench" / "results" / "asr.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     print(json.dumps(result, indent=2))
 
 

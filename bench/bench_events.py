@@ -15,18 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import psutil
+from _result import run_stamp, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -211,8 +210,7 @@ def main() -> None:
         "baseline": round(baseline, 2),
         "ratio": round(baseline / ours, 2),
         "unit": "s (hourly_stats of N events, read + aggregate; ours: Polars streaming, baseline: pandas)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_stamp(),
         "params": {
             "events": args.events,
             "sessions": simulated["sessions"],
@@ -245,7 +243,7 @@ def main() -> None:
         },
     }
     out = ROOT / "bench" / "results" / "events.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     print(json.dumps(result, indent=2))
 
 

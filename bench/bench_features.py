@@ -14,8 +14,6 @@ Run from the repository root: `python bench/bench_features.py`.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import random
 import sqlite3
 import statistics
@@ -28,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from _result import run_stamp, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -158,8 +157,7 @@ def main() -> None:
             "ms p50 per single-user read of 50 features (ours: Feast get_online_features over SQLite; "
             "baseline: SQLite primary-key SELECT + ValueProto decode of the same rows)"
         ),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_stamp(),
         "params": {
             "users": USERS,
             "features": FEATURES,
@@ -174,7 +172,7 @@ def main() -> None:
         },
     }
     out = ROOT / "bench" / "results" / "features.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     print(json.dumps(result, indent=2))
 
 

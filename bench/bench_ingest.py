@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+from _result import run_stamp, write_result
 from deltalake import write_deltalake
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,8 +153,7 @@ def main() -> None:
             "s (N events in batches + a 20% replay into Delta; ours: ingest_events, validate + "
             "exactly-once MERGE; baseline: write_deltalake append, no dedupe)"
         ),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_stamp(),
         "params": {
             "events": args.events,
             "batch": args.batch,
@@ -190,7 +188,7 @@ def main() -> None:
         },
     }
     out = ROOT / "bench" / "results" / "ingest.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     print(json.dumps(result, indent=2))
 
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+
+from _result import run_stamp, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -129,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             f"NDCG@10 on MovieLens-100K, {ML100K_PROTOCOL.describe()} (ours: best catalog model, "
             f"{best['model']}; baseline: best of TopPop/ItemKNN, {baseline['model'] if baseline else '-'})"
         ),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_stamp(),
         "params": {
             "protocol": ML100K_PROTOCOL.describe(),
             "seed": ML100K_PROTOCOL.seed,
@@ -149,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         },
     }
     out = ROOT / "bench" / "results" / "recsys.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "params"}, indent=2))
 
 

@@ -28,7 +28,6 @@ import inspect
 import itertools
 import json
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -39,13 +38,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import uvloop
+from _result import run_stamp, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -448,10 +447,10 @@ def main() -> None:
             ours = measure("ours", lake, port, load)
             overload = load.run(port, overload_plans(lake, port))
             print("ours overload", json.dumps(overload.summary()), flush=True)
-    write_result(lake, load, args.quick, ours, baseline, overload)
+    report(lake, load, args.quick, ours, baseline, overload)
 
 
-def write_result(
+def report(
     lake: Lake,
     load: Load,
     quick: bool,
@@ -473,8 +472,7 @@ def write_result(
             f"2xx req/s at 8 clients on {worst}, the endpoint with the lower ours/baseline ratio "
             "(ours: the Ray Serve app; baseline: the same FastAPI app and handlers on one uvicorn worker)"
         ),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_stamp(),
         "params": {
             "quick": quick,
             "warmup_s": load.warmup_s,
@@ -526,7 +524,7 @@ def write_result(
         },
     }
     out = ROOT / "bench" / "results" / "serving.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     print(json.dumps(result, indent=2))
 
 

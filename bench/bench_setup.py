@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+
+from _result import run_stamp, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = 600.0
@@ -54,8 +54,7 @@ def main() -> None:
         "baseline": BUDGET_S,
         "ratio": round(total / BUDGET_S, 3),
         "unit": "s (fresh clone: make install + first make demo; baseline = the 10-minute budget)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_stamp(),
         "params": {
             "install_s": round(install_s, 1),
             "first_demo_s": round(demo_s, 1),
@@ -68,7 +67,7 @@ def main() -> None:
         },
     }
     out = ROOT / "bench" / "results" / "setup.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     print(json.dumps(result, indent=2))
 
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
+
+from _result import run_stamp, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -107,8 +107,7 @@ def main() -> None:
             f"F1 on {CUTS} generated hard cuts (+-2 frames, one-to-one); ours = TransNetV2, "
             f"baseline = PySceneDetect {baseline_name} (strongest of content/adaptive/threshold)"
         ),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, {device}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_stamp(device),
         "params": {
             "set": {
                 "hard": {"frames": hard.frames, "cuts": CUTS},
@@ -148,7 +147,7 @@ def main() -> None:
         },
     }
     out = ROOT / "bench" / "results" / "shots.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     print(json.dumps(result, indent=2))
 
 

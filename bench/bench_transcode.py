@@ -16,16 +16,15 @@ Run from the repository root: `python bench/bench_transcode.py` (about 5 minutes
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
+
+from _result import run_stamp, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -162,8 +161,7 @@ def main() -> None:
         "ratio": round(ours_s / base_s, 3),
         "unit": "s wall for the BBB 720p ladder (4 H.264 rungs + HEVC and AV1 at 720p + AAC); "
         "baseline = the same ladder as one hand-written ffmpeg command",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_stamp(),
         "params": {
             "source": f"{probed.width}x{probed.height} {probed.fps} fps {probed.duration_s} s",
             "renditions": [j.name for j in jobs],
@@ -196,7 +194,7 @@ def main() -> None:
         },
     }
     out = ROOT / "bench" / "results" / "transcode.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     print(json.dumps(result, indent=2))
     shutil.rmtree(ROOT / "bench" / "__pycache__", ignore_errors=True)
 

@@ -94,6 +94,12 @@ def build(lake_root: str) -> dict[str, object]:
         description="A media item; media_id comes from the content hash.",
     )
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING, description="A viewer.")
+    device_class = Entity(
+        name="device_class",
+        join_keys=["device_class"],
+        value_type=ValueType.STRING,
+        description="A class of player devices (mobile, desktop, tv, other), as qoe_hourly groups them.",
+    )
 
     hourly_stats_source = FileSource(
         name="hourly_stats",
@@ -132,6 +138,14 @@ def build(lake_root: str) -> dict[str, object]:
         file_format=DeltaFormat(),
         timestamp_field="available_at",
         description="Delta table media_content (one row per media item, as of its ingest).",
+    )
+
+    qoe_source = FileSource(
+        name="qoe_hourly",
+        path=f"{lake}/qoe_hourly",
+        file_format=DeltaFormat(),
+        timestamp_field="hour",
+        description="Delta table qoe_hourly (one row per media item, hour and device class).",
     )
 
     media_hourly_stats = FeatureView(
@@ -220,6 +234,27 @@ def build(lake_root: str) -> dict[str, object]:
             "its text embedding (for content-based and cold-start recommendations)."
         ),
     )
+    media_qoe = FeatureView(
+        name="media_qoe",
+        entities=[media, device_class],
+        ttl=MEDIA_STATS_TTL,
+        schema=[
+            Field(name="media_id", dtype=String),
+            Field(name="device_class", dtype=String),
+            Field(name="sessions", dtype=Int64),
+            Field(name="failure_rate", dtype=Float64),
+            Field(name="startup_p50_s", dtype=Float64),
+            Field(name="rebuffer_pct", dtype=Float64),
+            Field(name="qoe_score", dtype=Float64),
+        ],
+        source=qoe_source,
+        online=True,
+        description=(
+            "Quality of experience of a media item on a device class in its latest hour with "
+            "sessions: what QoE-aware ranking (models/qoe/ranking.py) demotes by. Not in the "
+            "recommender service: it depends on the caller's device, not the user or the title."
+        ),
+    )
     recommender = FeatureService(
         name="recommender",
         features=[media_hourly_stats, user_profile, media_stats, user_stats, media_content],
@@ -231,6 +266,8 @@ def build(lake_root: str) -> dict[str, object]:
         "project": project,
         "media": media,
         "user": user,
+        "device_class": device_class,
+        "qoe_source": qoe_source,
         "hourly_stats_source": hourly_stats_source,
         "users_source": users_source,
         "media_stats_source": media_stats_source,
@@ -241,6 +278,7 @@ def build(lake_root: str) -> dict[str, object]:
         "media_stats": media_stats,
         "user_stats": user_stats,
         "media_content": media_content,
+        "media_qoe": media_qoe,
         "recommender": recommender,
     }
 
@@ -262,4 +300,7 @@ media_stats = _objects["media_stats"]
 user_stats = _objects["user_stats"]
 media_content_source = _objects["media_content_source"]
 media_content = _objects["media_content"]
+device_class = _objects["device_class"]
+qoe_source = _objects["qoe_source"]
+media_qoe = _objects["media_qoe"]
 recommender = _objects["recommender"]

@@ -12,6 +12,7 @@ from assets import (
     features,
     ingest,
     monitoring,
+    qoe,
     serving,
     training,
     transcode,
@@ -33,7 +34,7 @@ apply_offline_env()
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(
-        [ingest, transcode, analysis, content, datasets, events, features, training, serving, monitoring]
+        [ingest, transcode, analysis, content, datasets, events, qoe, features, training, serving, monitoring]
     ),
     asset_checks=[ingest.media_items_expectations],
     jobs=[media_job, analytics_job, hourly_stats_job, training_job, ml100k_evaluation_job, monitoring_job],

@@ -7,7 +7,7 @@ import dagster as dg
 from assets.common import media_partitions
 
 MEDIA_GROUPS = ("ingest", "transcode", "analysis")
-ANALYTICS_GROUPS = ("datasets", "events", "features", "training", "serving", "monitoring")
+ANALYTICS_GROUPS = ("datasets", "events", "analytics", "features", "training", "serving", "monitoring")
 
 media_job = dg.define_asset_job(
     "media_job",
@@ -18,8 +18,8 @@ media_job = dg.define_asset_job(
 analytics_job = dg.define_asset_job(
     "analytics_job",
     selection=dg.AssetSelection.groups(*ANALYTICS_GROUPS),
-    description="Events, features, training, the published API snapshots and the model drift report, "
-    "over the whole catalog.",
+    description="Events, QoE analytics, features, training, the published API snapshots and the model "
+    "drift report, over the whole catalog.",
 )
 hourly_stats_job = dg.define_asset_job(
     "hourly_stats_job",

@@ -42,6 +42,7 @@ from ray.serve.handle import DeploymentHandle
 
 from models.events.ingest import refresh_hours
 from models.observability import pipeline_metrics
+from models.qoe.ranking import demote
 from models.recsys.exploration import explore_ranking
 from models.recsys.registry import Champion, champion_version, load_champion
 from models.search.catalog_search import SOURCE_TABLES, CatalogIndex, Filters
@@ -55,16 +56,19 @@ from serving.similar import SimilarIndex
 from serving.snapshots import (
     CATALOG_TABLE,
     EVIDENCE_TABLE,
+    NO_EVIDENCE,
+    NO_QOE,
+    QOE_TABLE,
     RECS_TABLE,
     CatalogSnapshot,
     ColdStart,
-    Evidence,
     PlaybackExtras,
     extras_versions,
     load_catalog,
     load_cold_start,
     load_evidence,
     load_extras,
+    load_title_qoe,
     read_versioned,
     table_version,
 )
@@ -85,6 +89,7 @@ MAX_EVENTS_PER_REQUEST = 1_000
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 MEDIA_ID = r"^[0-9a-f]{16}$"
+DeviceClass = Literal["mobile", "desktop", "tv"]  # models/qoe/metrics.py's classes
 USER_ID = r"^[A-Za-z0-9_-]+$"
 SIMILAR_TABLES = ("text_embeddings", "co_watch")
 HLS_TYPES = {
@@ -366,7 +371,8 @@ class Recommender(_Watcher):
         self._settings = settings
         self._model: ServedModel | None = None
         self._cold = ColdStart()
-        self._evidence = Evidence()
+        self._evidence = NO_EVIDENCE
+        self._qoe = NO_QOE
         await self._start_watching(reload_interval_s)
 
     def _refresh(self) -> None:
@@ -377,6 +383,8 @@ class Recommender(_Watcher):
             log.info("recs_topk: cold-start list from Delta version %s", self._cold.version)
         if table_version(self._settings, EVIDENCE_TABLE) != self._evidence.version:
             self._evidence = load_evidence(self._settings)
+        if table_version(self._settings, QOE_TABLE) != self._qoe.version:
+            self._qoe = load_title_qoe(self._settings)
 
     def _load_champion(self) -> None:
         try:
@@ -394,14 +402,24 @@ class Recommender(_Watcher):
     async def model_version(self) -> str | None:
         return self._model_version()
 
-    async def recommend(self, user_id: str, n: int, epsilon: float = 0.0) -> dict[str, Any]:
+    async def recommend(
+        self,
+        user_id: str,
+        n: int,
+        epsilon: float = 0.0,
+        device_class: str | None = None,
+        qoe_weight: float = 0.0,
+    ) -> dict[str, Any]:
         """Up to n ranked items (media_id, score, rank, explored) with the model version and source.
 
-        With epsilon > 0 each slot is, with that probability, given to a Thompson-sampled title
-        from the rest of the user's ranking (EXPLORE_CANDIDATES deep), judged by its completions.
+        With qoe_weight > 0 the ranking (EXPLORE_CANDIDATES deep) is first re-ranked for
+        device_class, titles that play badly there demoted (models/qoe/ranking.py). With epsilon > 0
+        each slot is then, with that probability, given to a Thompson-sampled title from the rest
+        of the ranking, judged by its completions.
         """
         model = self._model
-        depth = max(n, EXPLORE_CANDIDATES) if epsilon > 0 else n
+        demoting = qoe_weight > 0 and device_class is not None
+        depth = max(n, EXPLORE_CANDIDATES) if epsilon > 0 or demoting else n
         if model is not None and user_id in model.known:
             champion = model.champion
             ranked = await asyncio.to_thread(champion.recommend, [user_id], depth)
@@ -409,6 +427,8 @@ class Recommender(_Watcher):
         else:
             ranked = self._cold.ranking(user_id, depth)
             version, source = self._cold.model_version, "cold_start"
+        if demoting:
+            ranked = await asyncio.to_thread(demote, ranked, self._qoe.rows, device_class, qoe_weight)
         if epsilon > 0:
             seed = secrets.randbits(32)
             ranked = await asyncio.to_thread(explore_ranking, ranked, self._evidence.rows, n, epsilon, seed)
@@ -794,13 +814,22 @@ class Api:
         explore: Annotated[
             float, Query(ge=0.0, le=1.0, description="Share of slots given to Thompson-sampled titles.")
         ] = 0.0,
+        device_class: Annotated[
+            DeviceClass | None, Query(description="The caller's device class, for QoE demotion.")
+        ] = None,
+        qoe_weight: Annotated[
+            float,
+            Query(ge=0.0, le=1.0, description="How far titles that play badly on device_class are demoted."),
+        ] = 0.0,
     ) -> Recommendations:
         """Top-k for user_id (the caller's own); ranks are renumbered after items missing from the
         catalog are dropped."""
         if self._caller(credentials).sub != user_id:
             raise HTTPException(status_code=403, detail="recommendations are only given to their user")
-        with tracing.span("recommender.recommend", k=k, explore=explore):
-            ranked = await self._recommender.recommend.remote(user_id, k * OVERFETCH, explore)
+        with tracing.span("recommender.recommend", k=k, explore=explore, qoe_weight=qoe_weight):
+            ranked = await self._recommender.recommend.remote(
+                user_id, k * OVERFETCH, explore, device_class, qoe_weight
+            )
         titles = self._catalog.titles([item["media_id"] for item in ranked["items"]])
         kept = [item for item in ranked["items"] if item["media_id"] in titles][:k]
         items = [

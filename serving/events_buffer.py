@@ -5,7 +5,7 @@ for up to `interval_s` or `max_rows` rows turns a burst into one commit. A reque
 after its batch is in the table (acknowledge only durable events), so a producer may drop what got
 a 202 from its retry queue. `close` (the replica's shutdown hook) writes whatever is still waiting.
 
-Counts are per request although the write is shared: rejections come from the same validate_event
+Counts are per request although the write is shared: rejections come from the same validate_row
 the ingest uses, and a valid event is "accepted" when its event_id was neither in the table before
 the write nor earlier in the flush (the first copy wins, as in ingest_events).
 """
@@ -22,45 +22,55 @@ from typing import Any
 
 import polars as pl
 
-from models.events.ingest import ingest_events, validate_event
+from models.events.ingest import ingest_events, is_beacon, validate_row
 from models.lake import tables
-from models.lake.schemas import VIEW_EVENTS
+from models.lake.schemas import PLAYBACK_BEACONS, VIEW_EVENTS
 from models.settings import Settings
 
 log = logging.getLogger("ray.serve")
 
 Row = Mapping[str, Any]
 Hour = tuple[str, datetime]
+Key = tuple[str, str]  # (table, event_id): an event_id is exactly-once within its table
 
 
 @dataclass(frozen=True)
 class Counts:
-    accepted: int  # new rows now in view_events
+    accepted: int  # new rows now in view_events or playback_beacons
     duplicates: int  # valid rows whose event_id was already stored (or sent earlier in the flush)
     rejected: int  # rows that failed validation (kept in events_rejected with the reason)
 
 
-def _valid_ids(batch: Sequence[Row], received_at: datetime) -> list[str]:
-    return [row["event_id"] for row in batch if validate_event(row, received_at)[0] is not None]
+def _valid_keys(batch: Sequence[Row], received_at: datetime) -> list[Key]:
+    return [(_table(row), row["event_id"]) for row in batch if validate_row(row, received_at)[0] is not None]
 
 
-def _stored(settings: Settings, ids: list[str]) -> set[str]:
-    """Which of ids view_events already holds."""
-    stored = tables.read_table(settings, VIEW_EVENTS.name, columns=["event_id"])
-    return set(stored.filter(pl.col("event_id").is_in(ids))["event_id"].to_list())
+def _table(row: Row) -> str:
+    return PLAYBACK_BEACONS.name if is_beacon(row) else VIEW_EVENTS.name
+
+
+def _stored(settings: Settings, keys: list[Key]) -> set[Key]:
+    """Which of keys (table, event_id) their table already holds."""
+    stored: set[Key] = set()
+    for name in (VIEW_EVENTS.name, PLAYBACK_BEACONS.name):
+        ids = [event_id for table, event_id in keys if table == name]
+        if ids:
+            found = tables.read_table(settings, name, columns=["event_id"])
+            stored |= {(name, i) for i in found.filter(pl.col("event_id").is_in(ids))["event_id"].to_list()}
+    return stored
 
 
 def ingest_batches(settings: Settings, batches: Sequence[Sequence[Row]]) -> tuple[list[Counts], list[Hour]]:
     """Write every batch with one ingest_events call; each batch's counts and the touched hours."""
     received_at = datetime.now(UTC)
-    valid = [_valid_ids(batch, received_at) for batch in batches]
-    known = _stored(settings, [event_id for ids in valid for event_id in ids])
+    valid = [_valid_keys(batch, received_at) for batch in batches]
+    known = _stored(settings, [key for keys in valid for key in keys])
     result = ingest_events(settings, [row for batch in batches for row in batch], received_at)
     counts = []
-    for batch, ids in zip(batches, valid, strict=True):
-        fresh = [event_id for event_id in dict.fromkeys(ids) if event_id not in known]
+    for batch, keys in zip(batches, valid, strict=True):
+        fresh = [key for key in dict.fromkeys(keys) if key not in known]
         known.update(fresh)
-        counts.append(Counts(len(fresh), len(ids) - len(fresh), len(batch) - len(ids)))
+        counts.append(Counts(len(fresh), len(keys) - len(fresh), len(batch) - len(keys)))
     if sum(c.accepted for c in counts) != result.accepted:  # another writer raced this flush
         log.warning("events: per-request counts off (%d inserted in all)", result.accepted)
     return counts, result.affected_hours

@@ -4,7 +4,7 @@ A private registry (not prometheus_client's global one) so that only what this m
 is exposed, and importing the module twice in one process (Serve's proxy imports the app too)
 never registers a metric twice. Routes are labelled by their template (`/media/{media_id}`), not
 the raw path, so the number of series stays bounded whatever ids callers send. The pipeline's
-gauges (backlog, encode and ASR speed, events, drift) come from the lake through `PipelineCollector`.
+gauges (backlog, encode and ASR speed, events, drift, QoE) come from the lake through `PipelineCollector`.
 """
 
 from __future__ import annotations
@@ -81,6 +81,14 @@ class PipelineCollector(Collector):
                 "Largest per-feature population stability index of the latest model_drift window.",
                 stats.model_drift_psi,
             )
+        qoe = GaugeMetricFamily(
+            "streamlake_qoe_score",
+            "Viewer-experience score (0-100) of the latest hour in qoe_hourly, by device class.",
+            labels=["device_class"],
+        )
+        for device_class, value in sorted(stats.qoe_score.items()):
+            qoe.add_metric([device_class], value)
+        yield qoe
 
 
 class Metrics:

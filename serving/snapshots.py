@@ -15,11 +15,13 @@ import pyarrow.compute as pc
 
 from models.lake.schemas import ALL_TABLES, COLD_START_USER
 from models.lake.tables import open_table
+from models.qoe.metrics import title_qoe
 from models.recsys.exploration import evidence_from_hourly_stats
 from models.settings import Settings
 
 CATALOG_TABLE = "api_catalog"
 EVIDENCE_TABLE = "hourly_stats"  # completions per title: what exploration weighs titles by
+QOE_TABLE = "qoe_hourly"  # how titles play per device class: what QoE demotion reads
 RECS_TABLE = "recs_topk"
 EXTRAS_TABLES = ("chapters", "thumbnails")  # what playback adds to api_catalog
 
@@ -118,17 +120,30 @@ def load_extras(settings: Settings) -> PlaybackExtras:
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """Trials and successes (sessions started and completed) per media_id, for exploration."""
+class Derived:
+    """A table reduced to what one ranking option reads, with the Delta version it was read at."""
 
-    version: int | None = None
-    rows: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(
-            schema={"media_id": pl.String, "trials": pl.Int64, "successes": pl.Int64}
-        )
-    )
+    version: int | None
+    rows: pl.DataFrame
 
 
-def load_evidence(settings: Settings) -> Evidence:
+NO_EVIDENCE = Derived(
+    None, pl.DataFrame(schema={"media_id": pl.String, "trials": pl.Int64, "successes": pl.Int64})
+)
+NO_QOE = Derived(
+    None, pl.DataFrame(schema={"media_id": pl.String, "device_class": pl.String, "qoe_score": pl.Float64})
+)
+
+
+def load_evidence(settings: Settings) -> Derived:
+    """Sessions started and completed per media_id, for exploration."""
     version, hourly = read_versioned(settings, EVIDENCE_TABLE, ["media_id", "views", "completion_rate"])
-    return Evidence(version, evidence_from_hourly_stats(hourly))
+    return Derived(version, evidence_from_hourly_stats(hourly))
+
+
+def load_title_qoe(settings: Settings) -> Derived:
+    """Session-weighted QoE score per media_id and device class, for demotion."""
+    version, hourly = read_versioned(
+        settings, QOE_TABLE, ["media_id", "device_class", "sessions", "qoe_score"]
+    )
+    return Derived(version, title_qoe(hourly))

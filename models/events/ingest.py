@@ -1,5 +1,9 @@
 """One way in for player events, whether a batch job or POST /events sends them.
 
+Rows are routed by event_type: view events (play, pause, ...) to view_events, playback beacons
+(load_start, first_frame, rebuffer_start, ...) to playback_beacons. Both tables get the same
+treatment below; only the per-row checks differ (validate_event, validate_beacon).
+
 Producers are at-least-once; view_events must be exactly-once. So every row is validated on its
 own (a bad row is kept in events_rejected with a reason the producer can act on, and never sinks
 the batch), valid rows are deduplicated in the batch and against the table (Delta MERGE inserts
@@ -23,6 +27,12 @@ Decisions a producer may care about:
   A row with several problems gets one rejection per problem.
 
 Reasons read "<field>: <problem>", e.g. "position_s: negative" (see validate_event).
+
+Beacons: played_s (optional, seconds of content played so far) is checked like position_s;
+duration_ms is required on first_frame (startup time), rebuffer_end (the stall) and
+exit_before_start (the wait), a number in [0, 1 day]; rendition_switch needs bitrate (bits/s),
+width and height, and any beacon may carry player_width/player_height: all integers >= 1.
+An event_id is exactly-once within its table (a retry repeats its event_type, so its table).
 """
 
 from __future__ import annotations
@@ -41,12 +51,28 @@ import polars as pl
 
 from models.events.aggregates import hourly_stats, sessions
 from models.lake import tables
-from models.lake.schemas import HOURLY_STATS, VIEW_EVENTS
+from models.lake.schemas import HOURLY_STATS, PLAYBACK_BEACONS, VIEW_EVENTS
 from models.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("play", "pause", "seek", "heartbeat", "complete")
+BEACON_TYPES = (
+    "load_start",
+    "first_frame",
+    "rebuffer_start",
+    "rebuffer_end",
+    "rendition_switch",
+    "error",
+    "fatal_error",
+    "exit_before_start",
+    "view_end",
+)
+TIMED_BEACONS = ("first_frame", "rebuffer_end", "exit_before_start")  # duration_ms required
+MAX_DURATION_MS = 86_400_000.0
+MAX_PIXELS_SIDE = 16_384
+MAX_BITRATE = 10**10
+INTEGER_FIELDS = ("bitrate", "width", "height", "player_width", "player_height")
 ID_FIELDS = ("event_id", "user_id", "media_id", "session_id")
 OPTIONAL_TEXT_FIELDS = ("device", "tier")
 MAX_POSITION_S = 7 * 86_400.0
@@ -58,6 +84,7 @@ EVENT_SCHEMA = pl.Schema(
         for name in VIEW_EVENTS.schema.names
     }
 )
+BEACON_SCHEMA = pl.Schema(pl.from_arrow(PLAYBACK_BEACONS.schema.empty_table()).schema)  # type: ignore[union-attr]
 STAT_KEYS = list(HOURLY_STATS.keys)
 
 
@@ -68,14 +95,17 @@ class IngestResult:
     rejected: int  # input rows that failed validation (each kept in events_rejected)
     affected_hours: list[tuple[str, datetime]]  # (media_id, UTC hour) of the inserted events
     write: tables.WriteResult  # view_events after the insert
+    beacons: tables.WriteResult | None = None  # playback_beacons after the insert, if any came
 
     def metadata(self) -> dict[str, int | str]:
         """What an asset or the API reports about a batch."""
+        beacons = {"beacons_accepted": self.beacons.rows_written} if self.beacons else {}
         return {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "affected_hours": len(self.affected_hours),
+            **beacons,
             **self.write.metadata(),
         }
 
@@ -149,6 +179,77 @@ def validate_event(row: object, received_at: datetime) -> tuple[dict[str, Any] |
         return None, reasons
     event = {name: row.get(name) for name in EVENT_SCHEMA.names()}
     return {**event, "position_s": position, "ts": ts}, []
+
+
+def _number(value: object, low: float, high: float) -> tuple[float | None, str | None]:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None, "not a number"
+    number = float(value)
+    if not math.isfinite(number):
+        return None, "not finite"
+    if not low <= number <= high:
+        return None, f"not in [{low:g}, {high:g}]"
+    return number, None
+
+
+def _beacon_fields(row: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The beacon-only columns of a row, and what is wrong with them."""
+    kind = row.get("event_type")
+    required = {
+        "duration_ms": kind in TIMED_BEACONS,
+        "bitrate": kind == "rendition_switch",
+        "width": kind == "rendition_switch",
+        "height": kind == "rendition_switch",
+    }
+    limits = {"duration_ms": MAX_DURATION_MS, "bitrate": MAX_BITRATE, "played_s": MAX_POSITION_S}
+    fields: dict[str, Any] = {}
+    reasons: list[str] = []
+    for name in ("played_s", "duration_ms", *INTEGER_FIELDS):
+        value = row.get(name)
+        if value is None:
+            if required.get(name):
+                reasons.append(f"{name}: missing")
+            continue
+        low = 1.0 if name in INTEGER_FIELDS else 0.0  # a 0-pixel picture or 0 b/s rung is a bug
+        number, problem = _number(value, low, limits.get(name, MAX_PIXELS_SIDE))
+        if number is not None and name in INTEGER_FIELDS:
+            problem, number = (None, int(number)) if number.is_integer() else ("not an integer", None)
+        if problem:
+            reasons.append(f"{name}: {problem}")
+        fields[name] = number
+    code = row.get("error_code")
+    if code is not None and not isinstance(code, str):
+        reasons.append("error_code: not a string")
+    return {**fields, "error_code": code}, reasons
+
+
+def validate_beacon(row: object, received_at: datetime) -> tuple[dict[str, Any] | None, list[str]]:
+    """The row as a playback_beacons row, or None and every reason it is not one.
+
+    The shared fields are checked by validate_event (with a stand-in event_type and position_s,
+    which beacons do not have), so ids, ts, device and tier read the same for both tables.
+    """
+    if not isinstance(row, Mapping):
+        return None, ["row: not a JSON object"]
+    common, reasons = validate_event({**row, "event_type": EVENT_TYPES[0], "position_s": 0.0}, received_at)
+    if row.get("event_type") not in BEACON_TYPES:
+        reasons.append(f"event_type: not one of {', '.join(BEACON_TYPES)}")
+    fields, problems = _beacon_fields(row)
+    reasons += problems
+    if common is None or reasons:
+        return None, reasons
+    beacon = {**common, **fields, "event_type": row["event_type"]}
+    return {name: beacon.get(name) for name in BEACON_SCHEMA.names()}, []
+
+
+def is_beacon(row: object) -> bool:
+    """Whether a row goes to playback_beacons (by its event_type) rather than view_events."""
+    return isinstance(row, Mapping) and row.get("event_type") in BEACON_TYPES
+
+
+def validate_row(row: object, received_at: datetime) -> tuple[dict[str, Any] | None, list[str]]:
+    """validate_beacon or validate_event, whichever table the row's event_type routes it to."""
+    return (validate_beacon if is_beacon(row) else validate_event)(row, received_at)
 
 
 def _raw_json(row: object) -> str:
@@ -271,20 +372,31 @@ def _hours(frame: pl.DataFrame) -> list[tuple[str, datetime]]:
     return [(media_id, hour) for media_id, hour in pairs.sort("media_id", "hour").iter_rows()]
 
 
-def ingest_events(
-    settings: Settings,
+def _split(
     rows: Sequence[Mapping[str, Any]] | pl.DataFrame,
-    received_at: datetime | None = None,
-) -> IngestResult:
-    """Validate, deduplicate and insert a batch; a replay of the same batch commits nothing.
+) -> tuple[Sequence[Any] | pl.DataFrame, list[Any]]:
+    """(view rows, beacon rows): beacons by event_type, everything else (invalid rows too) as views."""
+    if isinstance(rows, pl.DataFrame):
+        if rows.schema.get("event_type") != pl.String:
+            return rows, []
+        beacon = pl.col("event_type").is_in(list(BEACON_TYPES)).fill_null(False)
+        return rows.filter(~beacon), rows.filter(beacon).to_dicts()
+    return [row for row in rows if not is_beacon(row)], [row for row in rows if is_beacon(row)]
 
-    affected_hours may over-report when another writer inserts the same events concurrently
-    (refreshing an hour twice is harmless); it never misses an hour this call inserted into.
-    """
-    if received_at is not None and received_at.tzinfo is None:
-        raise ValueError("ingest_events needs a tz-aware received_at (naive ones are ambiguous)")
-    received_at = (received_at or datetime.now(UTC)).astimezone(UTC)
-    batch, invalid = _validate(rows, received_at)
+
+def _validate_beacons(
+    rows: Sequence[object], received_at: datetime
+) -> tuple[pl.DataFrame, list[tuple[object, list[str]]]]:
+    """Like _validate, row by row: beacons are a few per session, not a bulk path's worth."""
+    checked = [(row, *validate_beacon(row, received_at)) for row in rows]
+    valid = [beacon for _, beacon, _ in checked if beacon is not None]
+    return pl.DataFrame(valid, schema=BEACON_SCHEMA), [
+        (row, why) for row, beacon, why in checked if beacon is None
+    ]
+
+
+def _reject(settings: Settings, invalid: Sequence[tuple[object, list[str]]], received_at: datetime) -> None:
+    """Keep every invalid row in events_rejected, one row per reason, insert-only."""
     rejections: list[dict[str, Any]] = []
     for row, reasons in invalid:
         raw = _raw_json(row)
@@ -295,19 +407,46 @@ def ingest_events(
     if rejections:
         tables.insert_new(settings, "events_rejected", rejections)
 
+
+def _insert(settings: Settings, name: str, batch: pl.DataFrame) -> tuple[tables.WriteResult, pl.DataFrame]:
+    """Insert the batch's first copy of each event_id that the table lacks."""
     unique = batch.unique(subset="event_id", keep="first", maintain_order=True)
     conflicting = batch.unique().height - unique.height if unique.height < batch.height else 0
     if conflicting:
         log.warning(
             "%d repeated event_ids in the batch differ from their first copy; kept the first", conflicting
         )
-    write, fresh = tables.insert_new_rows(settings, VIEW_EVENTS.name, unique)
+    return tables.insert_new_rows(settings, name, unique)
+
+
+def ingest_events(
+    settings: Settings,
+    rows: Sequence[Mapping[str, Any]] | pl.DataFrame,
+    received_at: datetime | None = None,
+) -> IngestResult:
+    """Validate, deduplicate and insert a batch; a replay of the same batch commits nothing.
+
+    affected_hours may over-report when another writer inserts the same events concurrently
+    (refreshing an hour twice is harmless); it never misses an hour this call inserted into.
+    Beacons do not touch hourly_stats, so they add no affected hours.
+    """
+    if received_at is not None and received_at.tzinfo is None:
+        raise ValueError("ingest_events needs a tz-aware received_at (naive ones are ambiguous)")
+    received_at = (received_at or datetime.now(UTC)).astimezone(UTC)
+    view_rows, beacon_rows = _split(rows)
+    batch, invalid = _validate(view_rows, received_at)
+    beacons, invalid_beacons = _validate_beacons(beacon_rows, received_at)
+    _reject(settings, [*invalid, *invalid_beacons], received_at)
+    write, fresh = _insert(settings, VIEW_EVENTS.name, batch)
+    beacon_write = _insert(settings, PLAYBACK_BEACONS.name, beacons)[0] if beacon_rows else None
+    inserted = write.rows_written + (beacon_write.rows_written if beacon_write else 0)
     result = IngestResult(
-        accepted=write.rows_written,
-        duplicates=batch.height - write.rows_written,
-        rejected=len(invalid),
+        accepted=inserted,
+        duplicates=batch.height + beacons.height - inserted,
+        rejected=len(invalid) + len(invalid_beacons),
         affected_hours=_hours(fresh),
         write=write,
+        beacons=beacon_write,
     )
     log.info("ingested events: %s", result.metadata())
     return result

@@ -76,7 +76,8 @@ def _hash64(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little")
 
 
-def _keys(*parts: object, values: list[str]) -> np.ndarray:
+def hash_keys(*parts: object, values: list[str]) -> np.ndarray:
+    """A 64-bit key per value, salted by parts: what every draw about that value is hashed from."""
     return np.array([_hash64(*parts, v) for v in values], dtype=np.uint64)
 
 
@@ -89,7 +90,7 @@ def _mix(keys: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def _uniform(keys: np.ndarray, salt: int = 0) -> np.ndarray:
+def hashed_uniform(keys: np.ndarray, salt: int = 0) -> np.ndarray:
     """Deterministic uniforms in (0, 1), one per key (and purpose salt)."""
     with np.errstate(over="ignore"):
         z = _mix(keys.astype(np.uint64) + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15))
@@ -144,9 +145,9 @@ class _Catalog:
         return cls(
             media_ids=np.array(ids, dtype=object),
             durations=catalog["duration_s"].to_numpy().astype(np.float64),
-            item_keys=_keys(values=ids),
-            log_popularity=np.log(_uniform(_keys(config.seed, values=ids))) * (-1 / config.zipf_a),
-            genre_keys=_keys(config.seed, "genre", values=genres),
+            item_keys=hash_keys(values=ids),
+            log_popularity=np.log(hashed_uniform(hash_keys(config.seed, values=ids))) * (-1 / config.zipf_a),
+            genre_keys=hash_keys(config.seed, "genre", values=genres),
             incidence=incidence,
         )
 
@@ -156,8 +157,10 @@ class _Catalog:
         The noise is a hash of (session, title), so a new title changes only the sessions it wins.
         """
         with np.errstate(over="ignore"):
-            likes = _uniform(user_keys[:, None] * np.uint64(0xD6E8FEB86659FD93) ^ self.genre_keys[None, :])
-            noise = _uniform(self.item_keys[None, :] * np.uint64(0x9E3779B97F4A7C15) ^ session_keys[:, None])
+            user_genre = user_keys[:, None] * np.uint64(0xD6E8FEB86659FD93) ^ self.genre_keys[None, :]
+            session_item = self.item_keys[None, :] * np.uint64(0x9E3779B97F4A7C15) ^ session_keys[:, None]
+            likes = hashed_uniform(user_genre)
+            noise = hashed_uniform(session_item)
         liked = (likes < config.liked_genre_share).astype(np.float64) @ self.incidence > 0
         boost = np.log1p(config.taste_weight * 10 * liked)
         return np.argmax(self.log_popularity[None, :] + boost - np.log(-np.log(noise)), axis=1)
@@ -167,8 +170,9 @@ def _sessions(users: pl.DataFrame, catalog: _Catalog, config: SimulationConfig) 
     """One row per session of these users: who, what, when, how far, and its one seek if any."""
     from scipy import stats
 
-    user_keys = _keys(config.seed, values=users["user_id"].to_list())
-    counts = stats.poisson.ppf(_uniform(user_keys, _SESSIONS), config.sessions_per_user).astype(np.int64)
+    user_keys = hash_keys(config.seed, values=users["user_id"].to_list())
+    draws = hashed_uniform(user_keys, _SESSIONS)
+    counts = stats.poisson.ppf(draws, config.sessions_per_user).astype(np.int64)
     owner = np.repeat(np.arange(users.height), counts)
     number = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
     with np.errstate(over="ignore"):
@@ -182,15 +186,15 @@ def _sessions(users: pl.DataFrame, catalog: _Catalog, config: SimulationConfig) 
         ]
     )
     duration = catalog.durations[item]
-    completes = _uniform(keys, _COMPLETES) < config.completion_rate
-    fraction = stats.beta.ppf(_uniform(keys, _FRACTION), 2, 2)
+    completes = hashed_uniform(keys, _COMPLETES) < config.completion_rate
+    fraction = stats.beta.ppf(hashed_uniform(keys, _FRACTION), 2, 2)
     watched = np.where(completes, duration, np.maximum(0.5, np.round(fraction * duration, 3)))
     # one seek at a heartbeat after the first, jumping at most 30 s back or ahead, never past the end
     plain_steps = np.ceil(watched / HEARTBEAT_S).astype(np.int64)
-    seeks = (_uniform(keys, _SEEKS) < config.seek_rate) & (plain_steps >= 3)
-    seek_step = 1 + np.floor(_uniform(keys, _SEEK_STEP) * (plain_steps - 2)).astype(np.int64)
+    seeks = (hashed_uniform(keys, _SEEKS) < config.seek_rate) & (plain_steps >= 3)
+    seek_step = 1 + np.floor(hashed_uniform(keys, _SEEK_STEP) * (plain_steps - 2)).astype(np.int64)
     reached = seek_step * HEARTBEAT_S
-    jump = np.round((2 * _uniform(keys, _SEEK_JUMP) - 1) * 30.0, 3)
+    jump = np.round((2 * hashed_uniform(keys, _SEEK_JUMP) - 1) * 30.0, 3)
     jump = np.where(seeks, np.clip(jump, -reached, watched - reached - 0.001), 0.0)
     steps = np.ceil((watched - jump) / HEARTBEAT_S).astype(np.int64)  # events before the last
     media_ids = catalog.media_ids[item]
@@ -206,7 +210,7 @@ def _sessions(users: pl.DataFrame, catalog: _Catalog, config: SimulationConfig) 
             "session_id": session_ids,
             "device": users["device"].to_numpy()[owner],
             "tier": users["tier"].to_numpy()[owner],
-            "start_us": np.round(_uniform(keys, _START) * config.days * 86_400e6).astype(np.int64),
+            "start_us": np.round(hashed_uniform(keys, _START) * config.days * 86_400e6).astype(np.int64),
             "watched": watched,
             "completes": completes,
             "seek_step": np.where(seeks, seek_step, -1),

@@ -34,8 +34,9 @@ USER_VIEW = "user_profile"
 MEDIA_STATS_VIEW = "media_stats"
 USER_STATS_VIEW = "user_stats"
 CONTENT_VIEW = "media_content"
+QOE_VIEW = "media_qoe"  # keyed by media_id and device_class
 # Every view the online store serves, in the order apply_and_materialize reports them.
-ONLINE_VIEWS = (MEDIA_VIEW, USER_VIEW, MEDIA_STATS_VIEW, USER_STATS_VIEW, CONTENT_VIEW)
+ONLINE_VIEWS = (MEDIA_VIEW, USER_VIEW, MEDIA_STATS_VIEW, USER_STATS_VIEW, CONTENT_VIEW, QOE_VIEW)
 MEDIA_FEATURES = ("views", "unique_viewers", "watch_time_s", "avg_watch_time_s", "completion_rate")
 USER_FEATURES = ("tier", "country", "device")
 # Materialize from the start of time: the newest row per entity may be old (an item nobody

@@ -261,6 +261,60 @@ VIEW_EVENTS = _spec(
     f("tier", pa.string()),
 )
 
+PLAYBACK_BEACONS = _spec(
+    "playback_beacons",
+    ("event_id",),
+    "Player quality-of-experience beacons (load_start, first_frame, rebuffer_start/end, "
+    "rendition_switch, error, fatal_error, exit_before_start, view_end), exactly once per event_id; "
+    "duration_ms is the startup time (first_frame), the stall (rebuffer_end) or the wait "
+    "(exit_before_start); played_s the seconds of content played so far in the session.",
+    f("event_id", pa.string(), nullable=False),
+    f("user_id", pa.string()),
+    f("media_id", pa.string()),
+    f("session_id", pa.string()),
+    f("event_type", pa.string()),
+    f("ts", TS),
+    f("device", pa.string()),
+    f("tier", pa.string()),
+    f("played_s", pa.float64()),
+    f("duration_ms", pa.float64()),
+    f("bitrate", pa.int64()),
+    f("width", pa.int32()),
+    f("height", pa.int32()),
+    f("player_width", pa.int32()),
+    f("player_height", pa.int32()),
+    f("error_code", pa.string()),
+)
+
+QOE_HOURLY = _spec(
+    "qoe_hourly",
+    ("media_id", "hour", "device_class"),
+    "Quality of experience per title, hour (of the session's first beacon) and device class: "
+    "failure and exit-before-start rates, startup p50/p95, rebuffering, delivered resolution "
+    "against the player size and a 0-100 viewer-experience score (formulas: models/qoe/metrics.py).",
+    f("media_id", pa.string(), nullable=False),
+    f("hour", TS, nullable=False),
+    f("device_class", pa.string(), nullable=False),
+    f("sessions", pa.int64()),
+    f("failure_rate", pa.float64()),
+    f("exit_before_start_rate", pa.float64()),
+    f("startup_p50_s", pa.float64()),
+    f("startup_p95_s", pa.float64()),
+    f("played_s", pa.float64()),
+    f("rebuffer_s", pa.float64()),
+    f("rebuffer_pct", pa.float64()),
+    f("rebuffers_per_min", pa.float64()),
+    f("avg_height", pa.float64()),
+    f("peak_height", pa.int32()),
+    f("avg_upscale", pa.float64()),
+    f("peak_upscale", pa.float64()),
+    f("success_score", pa.float64()),
+    f("startup_score", pa.float64()),
+    f("smoothness_score", pa.float64()),
+    f("quality_score", pa.float64()),
+    f("qoe_score", pa.float64()),
+)
+
 HOURLY_STATS = _spec(
     "hourly_stats",
     ("media_id", "hour"),
@@ -390,6 +444,8 @@ ALL_TABLES: dict[str, TableSpec] = {
         MEDIA_CONTENT,
         USERS,
         VIEW_EVENTS,
+        PLAYBACK_BEACONS,
+        QOE_HOURLY,
         HOURLY_STATS,
         EVENTS_REJECTED,
         USER_STATS,

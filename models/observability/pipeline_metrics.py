@@ -1,4 +1,5 @@
-"""Pipeline health read from the lake: transcode backlog, encode speed, ASR speed, events, drift.
+"""Pipeline health read from the lake: transcode backlog, encode speed, ASR speed, events, drift,
+viewers' quality of experience.
 
 Pure functions over the Delta tables, Dagster-free, so the API (or any exporter) can report them.
 Every figure moves only when one of `SOURCE_TABLES` gets a new Delta version: a caller probes
@@ -13,10 +14,20 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from models.lake.tables import open_table, read_table
+from models.qoe.metrics import by_device_class
 from models.settings import Settings
 
 DRIFT_TABLE = "model_drift"  # written by assets/monitoring.py; nothing is reported before it exists
-SOURCE_TABLES = ("media_items", "renditions", "asr_runs", "view_events", "events_rejected", DRIFT_TABLE)
+QOE_TABLE = "qoe_hourly"
+SOURCE_TABLES = (
+    "media_items",
+    "renditions",
+    "asr_runs",
+    "view_events",
+    "events_rejected",
+    DRIFT_TABLE,
+    QOE_TABLE,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class PipelineStats:
     events_ingested: int = 0  # rows in view_events
     events_rejected: int = 0  # rows in events_rejected
     model_drift_psi: float | None = None  # None until model_drift has a scored row
+    qoe_score: dict[str, float] = field(default_factory=dict)  # device class -> latest hour's score
 
 
 def source_versions(settings: Settings) -> tuple[int | None, ...]:
@@ -66,6 +78,12 @@ def max_drift_psi(drift: pl.DataFrame) -> float | None:
     return None if latest.is_empty() else float(latest.get_column("psi").max())  # type: ignore[arg-type]
 
 
+def latest_qoe(qoe: pl.DataFrame) -> dict[str, float]:
+    """Session-weighted qoe_score per device class over each class's latest hour in qoe_hourly."""
+    latest = qoe.filter(pl.col("hour") == pl.col("hour").max().over("device_class"))
+    return {name: score for name, _, score in by_device_class(latest).iter_rows() if score is not None}
+
+
 def _row_count(settings: Settings, name: str) -> int:
     """Rows in a table from its file statistics in the Delta log: no data file is read."""
     table = open_table(settings, name)
@@ -91,4 +109,7 @@ def pipeline_stats(settings: Settings) -> PipelineStats:
         events_ingested=_row_count(settings, "view_events"),
         events_rejected=_row_count(settings, "events_rejected"),
         model_drift_psi=max_drift_psi(read_table(settings, DRIFT_TABLE, ["latest_end", "psi"])),
+        qoe_score=latest_qoe(
+            read_table(settings, QOE_TABLE, ["hour", "device_class", "sessions", "qoe_score"])
+        ),
     )

@@ -1,6 +1,7 @@
 // The Streamlake player page: lists the catalog, plays a title's signed HLS master with hls.js
 // (native HLS where MediaSource is missing, as on iPhones), shows its WebVTT subtitles, trickplay
-// previews over the seek bar, and the viewer's recommendations. Plain ES, no build step.
+// previews over the seek bar, and the viewer's recommendations; it reports playback QoE beacons to
+// POST /events (README, Quality of experience). Plain ES, no build step.
 "use strict";
 
 const TOKEN_KEY = "streamlake.token";
@@ -25,6 +26,95 @@ function claims(jwt) {
     return null;
   }
 }
+
+// QoE beacons of the current playback session, sent in batches: at most one POST every
+// BEACON_FLUSH_MS (the free tier allows 10 requests a minute) and one when the session ends.
+const BEACON_FLUSH_MS = 10_000;
+let session = null; // {id, mediaId, user, started, firstFrame, stalledAt, seq, queue, timer}
+
+/** Seconds of content played in this session (the union of the ranges the video played). */
+function playedSeconds() {
+  let total = 0;
+  for (let i = 0; i < video.played.length; i += 1) total += video.played.end(i) - video.played.start(i);
+  return Math.round(total * 1000) / 1000;
+}
+
+/** The player's size in device pixels, when it has one (for the upscaling factor). */
+function playerSize() {
+  const width = Math.round(video.clientWidth * devicePixelRatio);
+  const height = Math.round(video.clientHeight * devicePixelRatio);
+  return width > 0 && height > 0 ? { player_width: width, player_height: height } : {};
+}
+
+function beacon(type, fields = {}) {
+  if (!session) return;
+  session.queue.push({
+    event_id: `${session.id}:${session.seq++}`,
+    user_id: session.user,
+    media_id: session.mediaId,
+    session_id: session.id,
+    event_type: type,
+    ts: new Date().toISOString(),
+    device: "web",
+    played_s: playedSeconds(),
+    ...playerSize(),
+    ...fields,
+  });
+  session.timer ??= setTimeout(() => flushBeacons(session), BEACON_FLUSH_MS);
+}
+
+/** Sends what a session has queued; keepalive lets the last batch outlive the page. Resent on
+ * failure: event_ids make a resend count once. */
+async function flushBeacons(target, keepalive = false) {
+  if (!target) return;
+  clearTimeout(target.timer);
+  target.timer = null;
+  const events = target.queue.splice(0);
+  if (!events.length) return;
+  const response = await fetch("/events", {
+    method: "POST",
+    keepalive,
+    headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ events }),
+  }).catch(() => null);
+  if (!response?.ok && !keepalive) target.queue.unshift(...events);
+}
+
+/** Ends the session: exit_before_start before the first frame, view_end after it. */
+function endSession() {
+  if (!session) return;
+  if (session.firstFrame) beacon("view_end");
+  else beacon("exit_before_start", { duration_ms: Math.round(performance.now() - session.started) });
+  flushBeacons(session, true);
+  session = null;
+}
+
+function startSession(mediaId) {
+  endSession();
+  const user = claims(token())?.sub;
+  if (!user) return;
+  const id = crypto.randomUUID?.() ?? `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+  const started = performance.now();
+  session = { id, mediaId, user, started, firstFrame: false, stalledAt: null, seq: 0, queue: [], timer: null };
+  beacon("load_start");
+}
+
+video.addEventListener("playing", () => {
+  if (!session) return;
+  if (!session.firstFrame) {
+    session.firstFrame = true;
+    beacon("first_frame", { duration_ms: Math.round(performance.now() - session.started) });
+  } else if (session.stalledAt !== null) {
+    beacon("rebuffer_end", { duration_ms: Math.round(performance.now() - session.stalledAt) });
+    session.stalledAt = null;
+  }
+});
+video.addEventListener("waiting", () => {
+  if (!session?.firstFrame || session.stalledAt !== null) return;
+  session.stalledAt = performance.now();
+  beacon("rebuffer_start");
+});
+addEventListener("pagehide", endSession);
 
 async function api(path) {
   const response = await fetch(path, { headers: { Authorization: `Bearer ${token()}` } });
@@ -93,6 +183,7 @@ function addSubtitles(tracks) {
 async function play(mediaId) {
   $("status").textContent = "";
   const mse = Boolean(window.Hls?.isSupported());
+  startSession(mediaId);
   const meta = await api(`/media/${mediaId}/playback?device=${mse ? "web" : "apple"}`);
   $("now-playing").textContent = meta.title ?? meta.media_id;
   hls?.destroy();
@@ -104,7 +195,14 @@ async function play(mediaId) {
     // Subtitles come from the <track> above, so hls.js renders neither the master's group nor captions.
     // The master's CODECS let it skip variants this browser cannot decode (HEVC in Chromium).
     hls = new Hls({ enableWebVTT: false, enableCEA708Captions: false });
-    hls.on(Hls.Events.ERROR, (_, data) => data.fatal && report(`playback failed: ${data.details}`));
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      beacon(data.fatal ? "fatal_error" : "error", { error_code: data.details });
+      if (data.fatal) report(`playback failed: ${data.details}`);
+    });
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => {
+      const level = hls.levels[data.level];
+      beacon("rendition_switch", { bitrate: level.bitrate, width: level.width, height: level.height });
+    });
     hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(report));
     hls.loadSource(meta.master_url);
     hls.attachMedia(video);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from models.recsys.registry import champion_version, load_champion, promote_if_b
 from models.settings import Settings, get_settings
 from serving.similar import SimilarIndex
 from serving.snapshots import load_catalog, load_cold_start, load_extras, read_versioned
-from tests.serving.conftest import interactions
+from tests.serving.conftest import interactions, put
 
 
 def test_health_reports_the_served_versions(client: httpx.Client, serving_settings: Settings) -> None:
@@ -193,3 +194,46 @@ def test_a_new_champion_is_served_without_restart(
     body = client.get("/recommendations/u5", headers=headers).json()
     assert (body["source"], body["model_version"]) == ("champion", run.model_version)
     assert not {item["media_id"] for item in body["items"]} & set(sample_lake.watched["u4"])
+
+
+def test_qoe_demotion_moves_a_title_that_stalls_on_the_callers_device_down(
+    client: httpx.Client, serving_settings: Settings, sample_lake: Any, reload_interval_s: float
+) -> None:
+    headers = sample_lake.auth("u1")
+    plain = [i["media_id"] for i in client.get("/recommendations/u1", headers=headers).json()["items"]]
+    stalls = plain[0]
+    hour = datetime(2026, 1, 1, tzinfo=UTC)
+    put(
+        serving_settings,
+        "qoe_hourly",
+        [
+            {
+                "media_id": mid,
+                "hour": hour,
+                "device_class": "mobile",
+                "sessions": 10,
+                "qoe_score": 5.0 if mid == stalls else 95.0,
+            }
+            for mid in plain
+        ],
+    )
+    demoted_on = {"device_class": "mobile", "qoe_weight": 1.0}
+    deadline = time.monotonic() + 5 * reload_interval_s
+    while True:
+        body = client.get("/recommendations/u1", params=demoted_on, headers=headers).json()
+        if body["items"][0]["media_id"] != stalls:
+            break
+        assert time.monotonic() < deadline, "the QoE table was not picked up"
+        time.sleep(0.1)
+    demoted = [i["media_id"] for i in body["items"]]
+    assert sorted(demoted) == sorted(plain) and demoted[0] == plain[1]
+    assert [mid for mid in demoted if mid != stalls] == plain[1:]  # the others keep their order
+    elsewhere = {"device_class": "tv", "qoe_weight": 1.0}
+    on_tv = client.get("/recommendations/u1", params=elsewhere, headers=headers).json()
+    assert [i["media_id"] for i in on_tv["items"]] == plain  # no QoE figures for tv: no penalty
+
+
+@pytest.mark.parametrize("params", [{"device_class": "fridge"}, {"qoe_weight": "2"}, {"qoe_weight": "-1"}])
+def test_invalid_qoe_options_are_422(client: httpx.Client, sample_lake: Any, params: dict[str, str]) -> None:
+    response = client.get("/recommendations/u1", params=params, headers=sample_lake.auth("u1"))
+    assert response.status_code == 422

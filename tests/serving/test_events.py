@@ -133,3 +133,30 @@ def test_events_accepted_right_before_shutdown_are_stored(api_url: str, sample_l
     deleting.join()
     assert counts == [{"accepted": 3, "duplicates": 0, "rejected": 0}] * 5
     assert stored(sample_lake.settings, "viewer-drain").height == 15
+
+
+def test_playback_beacons_share_the_endpoint_and_land_in_their_table(
+    client: httpx.Client, sample_lake: Any
+) -> None:
+    user = "viewer-beacons"
+    rows = [
+        event(user, sample_lake.media[0], 0, event_type="load_start"),
+        event(user, sample_lake.media[0], 1, event_type="first_frame", duration_ms=1200),
+        event(
+            user,
+            sample_lake.media[0],
+            2,
+            event_type="rendition_switch",
+            bitrate=800_000,
+            width=640,
+            height=360,
+        ),
+        event(user, sample_lake.media[0], 3, event_type="rebuffer_end"),  # no duration_ms: rejected
+    ]
+    for row in rows:
+        del row["position_s"]
+    response = client.post("/events", json={"events": rows}, headers=sample_lake.auth(user, "free"))
+    assert response.json() == {"accepted": 3, "duplicates": 0, "rejected": 1}
+    beacons = read_table(sample_lake.settings, "playback_beacons").filter(pl.col("user_id") == user)
+    assert sorted(beacons["event_type"]) == ["first_frame", "load_start", "rendition_switch"]
+    assert stored(sample_lake.settings, user).is_empty()

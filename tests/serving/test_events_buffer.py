@@ -109,3 +109,15 @@ def test_ingest_batches_counts_each_request_against_the_table_and_the_flush(tmp_
     assert counts == [Counts(1, 1, 1), Counts(1, 2, 0)]
     assert hours == [("m1", datetime(2026, 1, 1, 10, tzinfo=UTC))]
     assert sorted(read_table(settings, "view_events")["event_id"]) == ["a", "b", "old"]
+
+
+def test_beacons_are_counted_against_their_own_table(tmp_path: Path) -> None:
+    settings = get_settings(data_dir=tmp_path)
+    beacon = row("a", event_type="first_frame", duration_ms=900.0) | {"position_s": None}
+    counts, hours = ingest_batches(
+        settings, [[row("a"), beacon], [beacon, row("b", event_type="rebuffer_end")]]
+    )
+    # "a" is both a view event and a beacon: one of each table; the second beacon lacks duration_ms
+    assert counts == [Counts(2, 0, 0), Counts(0, 1, 1)]
+    assert hours == [("m1", datetime(2026, 1, 1, 10, tzinfo=UTC))]
+    assert read_table(settings, "playback_beacons")["event_id"].to_list() == ["a"]

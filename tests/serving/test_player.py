@@ -1,7 +1,8 @@
 """The player page in a real browser: Debian's headless Chromium, driven by Selenium through Debian's
 chromedriver, plays a spoken clip's H.264 rendition through hls.js from the session's Serve app, with
 its subtitles, trickplay previews and the viewer's recommendations. Plus the page's routes and the
-catalog listing it is built on, over plain HTTP.
+catalog listing it is built on, over plain HTTP. The page's QoE beacons must land in
+playback_beacons (a startup time, the rendition it played).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import polars as pl
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -22,7 +24,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
 from models.lake.schemas import ALL_TABLES
-from models.lake.tables import upsert
+from models.lake.tables import read_table, upsert
 from models.media.hls import SubtitleTrack, package_hls
 from models.media.ladder import LadderConfig, RungConfig, plan
 from models.media.probe import probe
@@ -233,3 +235,20 @@ def test_chromium_plays_the_h264_rendition_with_subtitles_previews_and_recommend
 
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "player.png"))
+    beacons = landed_beacons(sample_lake.settings, user)
+    startup = beacons.filter(pl.col("event_type") == "first_frame")["duration_ms"]
+    assert startup.len() == 1 and startup[0] > 0, beacons
+    switches = beacons.filter(pl.col("event_type") == "rendition_switch")
+    assert switches.height >= 1 and switches["height"][0] == 240, beacons  # the H.264 240p rung
+    assert (beacons["media_id"] == speech_item).all() and beacons["player_height"].max() > 0
+
+
+def landed_beacons(settings: Settings, user: str) -> pl.DataFrame:
+    """The user's playback beacons once the page's batch (sent within 10 s) is in the lake."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        beacons = read_table(settings, "playback_beacons").filter(pl.col("user_id") == user)
+        landed = {"first_frame", "rendition_switch"} <= set(beacons["event_type"])
+        if landed or time.monotonic() > deadline:
+            return beacons
+        time.sleep(0.5)

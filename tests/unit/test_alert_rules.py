@@ -35,6 +35,7 @@ def exported_names() -> set[str]:
         encode_fps={("h264", "libx264"): 90.0},
         asr_real_time_factor={"faster-whisper": 0.2},
         model_drift_psi=0.1,
+        qoe_score={"mobile": 70.0},
     )
     families = text_string_to_metric_families(metrics.render().decode())
     return {sample.name for family in families for sample in family.samples}
@@ -49,7 +50,7 @@ def test_every_rule_names_only_exported_series() -> None:
     exported = exported_names()
     exprs = rule_exprs()
     assert {"StreamlakeApiLatencyHigh", "StreamlakeApiErrorRate", "StreamlakeTranscodeBacklog",
-            "StreamlakeModelDrift"} <= set(exprs)  # fmt: skip
+            "StreamlakeModelDrift", "StreamlakeQoeDrop"} <= set(exprs)  # fmt: skip
     for alert, expr in exprs.items():
         named = set(METRIC_NAME.findall(expr))
         assert named, f"{alert} names no streamlake_ series"

@@ -19,6 +19,7 @@ import yaml
 
 from models.features import store
 from models.features.content import media_content as build_media_content
+from models.lake.schemas import QOE_HOURLY
 from models.lake.tables import delete_where_in, upsert
 from models.settings import REPO_ROOT, Settings, get_settings
 
@@ -90,7 +91,18 @@ MEDIA_CONTENT = [
     },
 ]
 END = hour(13)
-VIEWS = ["media_hourly_stats", "user_profile", "media_stats", "user_stats", "media_content"]
+SERVICE_VIEWS = ["media_hourly_stats", "user_profile", "media_stats", "user_stats", "media_content"]
+VIEWS = [*SERVICE_VIEWS, "media_qoe"]
+QOE = [
+    dict.fromkeys(QOE_HOURLY.schema.names)
+    | {"media_id": m, "hour": hour(h), "device_class": c, "qoe_score": s}
+    for m, h, c, s in [
+        ("m1", 1, "mobile", 80.0),
+        ("m1", 3, "mobile", 40.0),
+        ("m1", 3, "tv", 90.0),
+        ("m2", 2, "tv", 70.0),
+    ]
+]
 
 
 def make_lake(data_dir: Path) -> Settings:
@@ -103,6 +115,7 @@ def make_lake(data_dir: Path) -> Settings:
     upsert(settings, "users", USERS)
     upsert(settings, "user_stats", USER_STATS)
     upsert(settings, "media_content", MEDIA_CONTENT)
+    upsert(settings, "qoe_hourly", QOE)
     return settings
 
 
@@ -120,7 +133,7 @@ def test_materialize_summary_and_idempotent_rerun(lake: tuple[Settings, dict]) -
     settings, summary = lake
     assert summary["materialized_views"] == VIEWS
     assert {run["mode"] for run in summary["materialization"].values()} == {"full"}
-    assert summary["online_entity_rows"] == dict(zip(VIEWS, [3, 2, 3, 2, 2], strict=True))
+    assert summary["online_entity_rows"] == dict(zip(VIEWS, [3, 2, 3, 2, 2, 3], strict=True))
     assert Path(summary["registry_path"]).is_file()
     assert Path(summary["registry_path"]).parent == settings.data_dir
     again = store.apply_and_materialize(settings)
@@ -130,7 +143,15 @@ def test_materialize_summary_and_idempotent_rerun(lake: tuple[Settings, dict]) -
     names = sorted(v.name for v in store.feature_store(settings).list_feature_views())
     assert names == sorted(VIEWS)
     service = store.feature_store(settings).get_feature_service("recommender")
-    assert sorted(p.name for p in service.feature_view_projections) == sorted(VIEWS)
+    assert sorted(p.name for p in service.feature_view_projections) == sorted(SERVICE_VIEWS)
+    qoe = store.feature_store(settings).get_online_features(
+        features=["media_qoe:qoe_score"],
+        entity_rows=[
+            {"media_id": "m1", "device_class": "mobile"},
+            {"media_id": "m2", "device_class": "mobile"},
+        ],
+    )
+    assert qoe.to_dict()["qoe_score"] == [40.0, None]  # the latest hour; m2 has no mobile sessions
 
 
 def test_content_features_online_and_point_in_time(lake: tuple[Settings, dict]) -> None:
@@ -247,6 +268,7 @@ def test_incremental_materialization_catches_late_rows(tmp_path: Path) -> None:
         "media_stats": "incremental",
         "user_stats": "unchanged",
         "media_content": "unchanged",
+        "media_qoe": "unchanged",
     }
     assert summary["materialization"]["user_profile"]["start"] == hour(1).isoformat()
     profile = store.online_view(settings, "user_profile", "user_id", ["u3"], ("tier",))

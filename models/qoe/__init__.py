@@ -1,0 +1,1 @@
+"""Quality of experience: playback-beacon aggregates, a network simulator and QoE-aware ranking."""
