@@ -9,7 +9,7 @@ gauges (backlog, encode and ASR speed, events, drift, QoE) come from the lake th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,22 +51,18 @@ class PipelineCollector(Collector):
             "Ingested media items without a published video rendition yet.",
             stats.transcode_backlog,
         )
-        fps = GaugeMetricFamily(
+        yield _labelled(
             "streamlake_encode_fps",
             "Mean source frames encoded per second of wall time, by codec and encoder (renditions).",
-            labels=["codec", "encoder"],
+            ["codec", "encoder"],
+            stats.encode_fps,
         )
-        for (codec, encoder), value in sorted(stats.encode_fps.items()):
-            fps.add_metric([codec, encoder], value)
-        yield fps
-        rtf = GaugeMetricFamily(
+        yield _labelled(
             "streamlake_asr_real_time_factor",
             "Mean seconds of speech recognition per second of audio, by backend (asr_runs).",
-            labels=["backend"],
+            ["backend"],
+            {(backend,): value for backend, value in stats.asr_real_time_factor.items()},
         )
-        for backend, value in sorted(stats.asr_real_time_factor.items()):
-            rtf.add_metric([backend], value)
-        yield rtf
         yield GaugeMetricFamily(
             "streamlake_events_ingested", "View events stored (view_events rows).", stats.events_ingested
         )
@@ -81,14 +77,22 @@ class PipelineCollector(Collector):
                 "Largest per-feature population stability index of the latest model_drift window.",
                 stats.model_drift_psi,
             )
-        qoe = GaugeMetricFamily(
+        yield _labelled(
             "streamlake_qoe_score",
             "Viewer-experience score (0-100) of the latest hour in qoe_hourly, by device class.",
-            labels=["device_class"],
+            ["device_class"],
+            {(device_class,): value for device_class, value in stats.qoe_score.items()},
         )
-        for device_class, value in sorted(stats.qoe_score.items()):
-            qoe.add_metric([device_class], value)
-        yield qoe
+
+
+def _labelled(
+    name: str, documentation: str, labels: list[str], values: Mapping[tuple[str, ...], float]
+) -> GaugeMetricFamily:
+    """One gauge family with a series per label-value tuple, in sorted order (stable scrapes)."""
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for label_values, value in sorted(values.items()):
+        family.add_metric(list(label_values), value)
+    return family
 
 
 class Metrics:

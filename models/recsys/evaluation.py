@@ -260,26 +260,20 @@ def evaluate(
     }
 
 
+def _git(*args: str, timeout_s: float) -> str:
+    """A git command's stripped output in the repository; raises when git fails or is missing."""
+    run = subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s, check=True
+    )
+    return run.stdout.strip()
+
+
 @functools.cache
 def code_version() -> str:
     """`git rev-parse HEAD` (+ '-dirty' when tracked files differ from it), else the package version."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "HEAD", timeout_s=10)
+        dirty = _git("status", "--porcelain", "--untracked-files=no", timeout_s=30)
         return f"{commit}-dirty" if dirty else commit
     except (OSError, subprocess.SubprocessError):
         try:
