@@ -1,13 +1,14 @@
 """HTTP latency and throughput of the Serve API (/recommendations and /media/{id}/playback) at 1, 8
 and 32 concurrent clients, against the same handlers on plain FastAPI + uvicorn in the same run.
 
-Ours is the real application: Ray (local, 2 CPUs) and Serve started by serving.run.start, as the
-serving tests do, over a published lake: the tests' sample lake built in a temp dir, or
-`--data-dir` (a lake `make demo` materialized). The baseline is that very FastAPI object
-(serving.app.api: the same routes, middleware, Api methods, its Catalog, the Recommender code) on one
-uvicorn worker in its own process, with Serve's per-replica `self` overridden to an in-process Api
-whose Recommender handle calls a local Recommender object: what differs is exactly what Serve adds
-(proxy, router, replica hops). The baseline runs first, alone; Ray starts after it is gone.
+Ours is the real application: Ray (local, 2 CPUs) and Serve started by serving.run.init_ray and
+start, as the serving tests do, behind its default HAProxy ingress, over a published lake: the
+tests' sample lake built in a temp dir, or `--data-dir` (a lake `make demo` materialized). The
+baseline is that very FastAPI object (serving.app.api: the same routes, middleware, Api methods, its
+Catalog and Recommender) on one uvicorn worker in its own process, with Serve's per-replica `self`
+overridden to an Api built in that process: what differs is exactly what Serve adds (ingress,
+router, replica). The baseline runs first, alone; Ray starts after it is gone, once behind Serve's
+Python proxy (8 clients only, for the record) and then behind HAProxy.
 
 The load generator is closed-loop: N clients on one uvloop, each with one keep-alive HTTP/1.1
 connection (TCP_NODELAY, loopback only) sending its next request as soon as the last one is
@@ -52,10 +53,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from models.recsys.registry import load_champion  # noqa: E402
 from models.settings import Settings, get_settings, ray_runtime_env  # noqa: E402
+from serving.run import free_port  # noqa: E402
 from serving.security import tokens  # noqa: E402
 from serving.security.rate_limit import DEFAULT_RATES, Rate  # noqa: E402
 from serving.snapshots import load_catalog  # noqa: E402
-from tests.serving.conftest import build_sample_lake, free_port  # noqa: E402
+from tests.serving.conftest import build_sample_lake  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 CONCURRENCY = (1, 8, 32)
@@ -265,22 +267,18 @@ def wait_healthy(port: int, server: subprocess.Popen[bytes] | None = None) -> No
 
 
 @contextmanager
-def ray_serve(settings: Settings) -> Iterator[int]:
-    """The real app, as the serving tests start it: Ray (local, 2 CPUs) and Serve on a free port."""
+def ray_serve(settings: Settings, ingress: str) -> Iterator[int]:
+    """The real app, as the serving tests start it: Ray (local, 2 CPUs) and Serve on a free port,
+    behind `ingress` (haproxy or Serve's Python proxy: STREAMLAKE_SERVE_INGRESS)."""
     import ray
     from ray import serve
 
-    from serving.run import start
+    from serving.run import init_ray, start
 
-    settings = settings.model_copy(update={"serve_host": LOOPBACK, "serve_port": free_port()})
+    update = {"serve_host": LOOPBACK, "serve_port": free_port(), "serve_ingress": ingress}
+    settings = settings.model_copy(update=update)
     # The replicas' logs stay in their files: streamed here they would take the load generator's CPU.
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env=ray_runtime_env(),
-    )
+    init_ray(settings, num_cpus=2, log_to_driver=False)
     try:
         start(settings, rates=RATES)
         wait_healthy(settings.serve_port)
@@ -307,24 +305,6 @@ def plain_uvicorn(settings: Settings) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-
-
-class LocalHandle:
-    """A DeploymentHandle stand-in: `handle.method.remote(...)` awaits the method in this process."""
-
-    def __init__(self, target: object) -> None:
-        self._target = target
-
-    def __getattr__(self, name: str) -> Any:
-        return _LocalMethod(getattr(self._target, name))
-
-
-@dataclass(frozen=True)
-class _LocalMethod:
-    method: Callable[..., Any]
-
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self.method(*args, **kwargs)
 
 
 class Unused:
@@ -360,13 +340,9 @@ async def _serve_plain(settings: Settings, port: int) -> None:
 
     from serving import app as served
 
-    reload_s = served.RELOAD_INTERVAL_S
-    recommender = await _construct(served.Recommender.func_or_class, settings, reload_s)
     api_class = served.Api.func_or_class.__bases__[0]  # serve.ingress subclasses the class it wraps
     unused = Unused()
-    ingress = await _construct(
-        api_class, settings, RATES, reload_s, LocalHandle(recommender), unused, unused, unused
-    )
+    ingress = await _construct(api_class, settings, RATES, served.RELOAD_INTERVAL_S, unused, unused, unused)
     served.api.dependency_overrides[_servable_dependency(served.api)] = lambda: ingress
     # No access log: Serve's replicas write theirs to files, so it is counted in ours.
     config = uvicorn.Config(served.api, host=LOOPBACK, port=port, access_log=False, log_level="warning")
@@ -408,10 +384,12 @@ class Load:
         return uvloop.run(drive(port, plans, self.warmup_s, self.duration_s, self.timeout_s))
 
 
-def measure(server: str, lake: Lake, port: int, load: Load) -> dict[str, dict[int, Cell]]:
+def measure(
+    server: str, lake: Lake, port: int, load: Load, concurrency: tuple[int, ...] = CONCURRENCY
+) -> dict[str, dict[int, Cell]]:
     cells: dict[str, dict[int, Cell]] = {}
     for endpoint in PATHS:
-        for clients in CONCURRENCY:
+        for clients in concurrency:
             cell = load.run(port, throughput_plans(lake, port, endpoint, clients))
             cells.setdefault(endpoint, {})[clients] = cell
             print(server, endpoint, json.dumps(cell.summary()), flush=True)
@@ -436,7 +414,10 @@ def main() -> None:
         with plain_uvicorn(lake.settings) as port:
             baseline_answers = sample_answers(lake, port)
             baseline = measure("baseline", lake, port, load)
-        with ray_serve(lake.settings) as port:
+        # Serve's Python proxy first: the HAProxy run's flags stay in this process' environment.
+        with ray_serve(lake.settings, "proxy") as port:
+            proxy = measure("ours via Serve's proxy", lake, port, load, concurrency=(8,))
+        with ray_serve(lake.settings, "haproxy") as port:
             ours_answers = sample_answers(lake, port)
             for endpoint, answer in ours_answers.items():
                 if answer != baseline_answers[endpoint]:
@@ -447,7 +428,7 @@ def main() -> None:
             ours = measure("ours", lake, port, load)
             overload = load.run(port, overload_plans(lake, port))
             print("ours overload", json.dumps(overload.summary()), flush=True)
-    report(lake, load, args.quick, ours, baseline, overload)
+    report(lake, load, args.quick, ours, baseline, proxy, overload)
 
 
 def report(
@@ -456,6 +437,7 @@ def report(
     quick: bool,
     ours: dict[str, dict[int, Cell]],
     baseline: dict[str, dict[int, Cell]],
+    proxy: dict[str, dict[int, Cell]],
     overload: Cell,
 ) -> None:
     ratios = {endpoint: ours[endpoint][8].ok_per_s / baseline[endpoint][8].ok_per_s for endpoint in PATHS}
@@ -470,7 +452,8 @@ def report(
         "ratio": round(ratios[worst], 3),
         "unit": (
             f"2xx req/s at 8 clients on {worst}, the endpoint with the lower ours/baseline ratio "
-            "(ours: the Ray Serve app; baseline: the same FastAPI app and handlers on one uvicorn worker)"
+            "(ours: the Ray Serve app behind HAProxy; baseline: the same FastAPI app and handlers on one "
+            "uvicorn worker; cells also hold ours behind Serve's Python proxy at 8 clients)"
         ),
         **run_stamp(),
         "params": {
@@ -495,6 +478,11 @@ def report(
                     str(clients): {
                         "ours": ours[endpoint][clients].summary(),
                         "baseline": baseline[endpoint][clients].summary(),
+                        **(
+                            {"ours_via_serve_proxy": proxy[endpoint][clients].summary()}
+                            if clients in proxy[endpoint]
+                            else {}
+                        ),
                     }
                     for clients in CONCURRENCY
                 }
@@ -518,7 +506,7 @@ def report(
             "responses_identical": True,
             "baseline_setup": (
                 "serving.app.api in its own process, Serve's `self` dependency overridden to an Api built "
-                "with its Recommender handle calling a local Recommender object; uvicorn without access log; "
+                "there; uvicorn without access log; "
                 "OMP_NUM_THREADS=1 as Ray gives replicas; run before Ray starts"
             ),
         },

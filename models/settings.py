@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     per_title: bool = Field(default=False, description="Fit each rung's bitrate to the title (VMAF hull).")
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
+    serve_ingress: Literal["haproxy", "proxy"] = Field(
+        default="haproxy",
+        description="haproxy: HAProxy straight to the Api replicas (fast); proxy: Serve's Python proxy.",
+    )
     hls_js: Path = Field(
         default=REPO_ROOT / "node_modules/hls.js/dist/hls.min.js",
         description="hls.js for the player page (npm ci, run by make install; no CDN at run time).",

@@ -1,10 +1,10 @@
 """The Streamlake HTTP API: one Ray Serve application over the published snapshots and the champion.
 
 `build_app` wires the deployments by handles: `Api` (the FastAPI ingress: auth, rate limits, HLS
-delivery, metrics, and its own in-memory `Catalog`: api_catalog plus chapters and trickplay, read
-without a hop), `Recommender` (the MLflow champion plus the recs_topk cold-start list), `Search`
-(hybrid BM25 + MiniLM over the catalog), `Similar` (text embeddings + co-watch) and
-`EventWriter` (buffered, exactly-once event ingest).
+delivery, metrics, and, held in each replica and read without a hop, its `Catalog`: api_catalog
+plus chapters and trickplay, and its `Recommender`: the MLflow champion plus the recs_topk
+cold-start list), `Search` (hybrid BM25 + MiniLM over the catalog), `Similar` (text embeddings +
+co-watch) and `EventWriter` (buffered, exactly-once event ingest).
 Settings, reload interval, rate limits and the events flush interval are bind arguments, never
 globals, so the same code serves a test lake, the local data folder or a cluster lake.
 `serve run serving.app:app` uses the environment's settings. The API reads nothing but published
@@ -23,13 +23,11 @@ import asyncio
 import functools
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
-import polars as pl
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.middleware.cors import CORSMiddleware
@@ -50,6 +48,7 @@ from models.settings import Settings, get_settings
 from serving import metrics, playback, tracing
 from serving.body_limit import BodyLimit
 from serving.events_buffer import EventBuffer, ingest_batches
+from serving.observe import Observe
 from serving.security import hls_signing, tokens
 from serving.security.rate_limit import DEFAULT_RATES, Rate, RateLimiter
 from serving.similar import SimilarIndex
@@ -363,20 +362,30 @@ class ServedModel(NamedTuple):
     known: frozenset[str]
 
 
-@serve.deployment(**REPLICA_OPTIONS)
 class Recommender(_Watcher):
-    """Ranks for users the champion knows; everyone else gets the published cold-start list."""
+    """Ranks for users the champion knows; everyone else gets the published cold-start list.
 
-    async def __init__(self, settings: Settings, reload_interval_s: float) -> None:
+    Each Api replica holds its own, like the Catalog: the champions are numpy models that rank a
+    user in about a millisecond, and a hop to a separate deployment cost about 5 ms a request
+    (bench/results/serving.json). More Api replicas scale it out.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._model: ServedModel | None = None
         self._cold = ColdStart()
         self._evidence = NO_EVIDENCE
         self._qoe = NO_QOE
-        await self._start_watching(reload_interval_s)
+
+    @classmethod
+    async def open(cls, settings: Settings, reload_interval_s: float) -> "Recommender":
+        """Load what is published now and keep watching for new versions."""
+        recommender = cls(settings)
+        await recommender._start_watching(reload_interval_s)
+        return recommender
 
     def _refresh(self) -> None:
-        if champion_version(self._settings) != self._model_version():
+        if champion_version(self._settings) != self.model_version():
             self._load_champion()
         if table_version(self._settings, RECS_TABLE) != self._cold.version:
             self._cold = load_cold_start(self._settings)
@@ -396,11 +405,8 @@ class Recommender(_Watcher):
         self._model = ServedModel(champion, champion.known_users)
         log.info("champion: now serving model version %s", champion.version)
 
-    def _model_version(self) -> str | None:
+    def model_version(self) -> str | None:
         return self._model.champion.version if self._model else None
-
-    async def model_version(self) -> str | None:
-        return self._model_version()
 
     async def recommend(
         self,
@@ -422,7 +428,9 @@ class Recommender(_Watcher):
         depth = max(n, EXPLORE_CANDIDATES) if epsilon > 0 or demoting else n
         if model is not None and user_id in model.known:
             champion = model.champion
-            ranked = await asyncio.to_thread(champion.recommend, [user_id], depth)
+            # On the loop, not in a thread: ranking one user is under a millisecond of numpy, less
+            # than a thread hand-off costs.
+            ranked = champion.recommend([user_id], depth)
             version, source = champion.version, "champion"
         else:
             ranked = self._cold.ranking(user_id, depth)
@@ -432,9 +440,14 @@ class Recommender(_Watcher):
         if epsilon > 0:
             seed = secrets.randbits(32)
             ranked = await asyncio.to_thread(explore_ranking, ranked, self._evidence.rows, n, epsilon, seed)
-        else:
-            ranked = ranked.sort("rank").head(n).with_columns(explored=pl.lit(False))
-        items = ranked.select("media_id", "score", "rank", "explored").to_dicts()
+            items = ranked.select("media_id", "score", "rank", "explored").to_dicts()
+        else:  # every ranking above comes best first; plain lists beat frame operations at this size
+            top = ranked.head(n)
+            columns = (top[name].to_list() for name in ("media_id", "score", "rank"))
+            items = [
+                {"media_id": media_id, "score": score, "rank": rank, "explored": False}
+                for media_id, score, rank in zip(*columns, strict=True)
+            ]
         return {"model_version": version, "source": source, "items": items}
 
 
@@ -535,23 +548,7 @@ api.add_middleware(
     expose_headers=["Retry-After"],
 )
 api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-
-
-@api.middleware("http")
-async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Latency per route template into /metrics (Serve's access log already has one line each), and
-    the request's span, parent of the spans its route opens (STREAMLAKE_OTEL_EXPORTER)."""
-    started = time.perf_counter()
-    status = 500
-    with tracing.span(f"{request.method} request") as span:
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            metrics.METRICS.observe(route, request.method, status, time.perf_counter() - started)
-            tracing.end_request(span, request.method, route, status)
+api.add_middleware(Observe)  # outermost: times everything above, 413s and CORS answers included
 
 
 UserId = Annotated[
@@ -577,7 +574,6 @@ class Api:
         settings: Settings,
         rates: Mapping[str, Rate],
         reload_interval_s: float,
-        recommender: DeploymentHandle,
         search: DeploymentHandle,
         similar: DeploymentHandle,
         events: DeploymentHandle,
@@ -590,7 +586,7 @@ class Api:
         self._catalog = await Catalog.open(settings, reload_interval_s)
         self._pipeline = PipelineGauges(settings)
         await self._pipeline._start_watching(reload_interval_s)
-        self._recommender = recommender
+        self._recommender = await Recommender.open(settings, reload_interval_s)
         self._search = search
         self._similar = similar
         self._events = events
@@ -600,6 +596,7 @@ class Api:
 
     def check_health(self) -> None:
         self._catalog.check_health()
+        self._recommender.check_health()
         self._pipeline.check_health()
 
     def _caller(self, credentials: HTTPAuthorizationCredentials | None) -> tokens.Claims:
@@ -635,7 +632,7 @@ class Api:
     @api.get("/health")
     async def health(self) -> Health:
         catalog_version = self._catalog.version()
-        model_version = await self._recommender.model_version.remote()
+        model_version = self._recommender.model_version()
         return Health(status="ok", catalog_version=catalog_version, model_version=model_version)
 
     @api.get("/metrics", response_class=Response, responses={200: {"content": {metrics.CONTENT_TYPE: {}}}})
@@ -643,7 +640,7 @@ class Api:
         """Prometheus text format: request latency per route, 429s per tier, the served model, and the
         pipeline's gauges (kept current by PipelineGauges, so a scrape reads no table)."""
         registry = metrics.METRICS
-        registry.set_model_version(await self._recommender.model_version.remote())
+        registry.set_model_version(self._recommender.model_version())
         return Response(registry.render(), media_type=metrics.CONTENT_TYPE)
 
     @api.get("/", include_in_schema=False)
@@ -715,7 +712,7 @@ class Api:
             duration_s=row["duration_s"],
             tier=claims.tier,
             device=device,
-            master_url=f"{base}{playback.MASTER}?{grant.query}",
+            master_url=f"{base}{playback.MASTER}?{playback.master_query(grant, device)}",
             expires_at=grant.expires_at,
             renditions=[
                 Rendition(**r) for r in playback.playable(claims.tier, device, row["renditions"] or [])
@@ -727,11 +724,21 @@ class Api:
         )
 
     @api.get("/hls/{media_id}/{path:path}", response_class=Response)
-    async def hls(self, media_id: MediaId, path: str, request: Request, credentials: Credentials) -> Response:
+    async def hls(
+        self,
+        media_id: MediaId,
+        path: str,
+        request: Request,
+        credentials: Credentials,
+        device: Annotated[
+            playback.Device, Query(description="A master lists only the variants this class decodes.")
+        ] = "any",
+    ) -> Response:
         """Playlists and segments of a package, for a signed URL (`exp`, `uid`, `sig`, `tier`).
 
-        Playlists come back with the grant on every URI; a master lists only the tier's variants.
-        A bearer token, when sent, must be the signed user's.
+        Playlists come back with the grant on every URI; a master lists only the variants the tier
+        may play and the device decodes (the device narrows, unsigned: it grants nothing). A bearer
+        token, when sent, must be the signed user's.
         """
         claims = self._claims(credentials)
         try:
@@ -740,7 +747,8 @@ class Api:
             file = hls_signing.safe_media_path(self._packaged, media_id, path)
         except hls_signing.HlsAuthError as err:
             raise HTTPException(status_code=403, detail=str(err)) from None
-        allowed = playback.allowed_names(grant.tier, (await self._row(media_id))["renditions"] or [])
+        renditions = (await self._row(media_id))["renditions"] or []
+        allowed = playback.allowed_names(grant.tier, renditions)
         if not playback.in_grant(path, allowed):
             raise HTTPException(status_code=403, detail=f"not playable at tier '{grant.tier}'")
         if not file.is_file():
@@ -751,7 +759,7 @@ class Api:
             return FileResponse(file, media_type=media_type, headers=headers)
         text = await asyncio.to_thread(file.read_text)
         if path == playback.MASTER:
-            text = playback.filter_master(text, allowed)
+            text = playback.filter_master(text, playback.allowed_names(grant.tier, renditions, device))
         return Response(
             hls_signing.rewrite_playlist(text, grant.query), media_type=media_type, headers=headers
         )
@@ -827,7 +835,7 @@ class Api:
         if self._caller(credentials).sub != user_id:
             raise HTTPException(status_code=403, detail="recommendations are only given to their user")
         with tracing.span("recommender.recommend", k=k, explore=explore, qoe_weight=qoe_weight):
-            ranked = await self._recommender.recommend.remote(
+            ranked = await self._recommender.recommend(
                 user_id, k * OVERFETCH, explore, device_class, qoe_weight
             )
         titles = self._catalog.titles([item["media_id"] for item in ranked["items"]])
@@ -877,7 +885,6 @@ def build_app(
         settings,
         dict(rates),
         reload_interval_s,
-        Recommender.bind(settings, reload_interval_s),
         Search.bind(settings, reload_interval_s),
         Similar.bind(settings, reload_interval_s),
         EventWriter.bind(settings, flush_interval_s, FLUSH_MAX_ROWS),

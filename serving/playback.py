@@ -95,10 +95,15 @@ def playable(tier: str, device: Device, renditions: Sequence[Mapping[str, Any]])
     return [r for r in allowed if codecs is None or r.get("codec") in codecs]
 
 
-def allowed_names(tier: str, renditions: Sequence[Mapping[str, Any]]) -> set[str]:
+def allowed_names(tier: str, renditions: Sequence[Mapping[str, Any]], device: Device = "any") -> set[str]:
     return {
-        rendition_name(r["playlist_path"]) for r in playable(tier, "any", renditions) if r["playlist_path"]
+        rendition_name(r["playlist_path"]) for r in playable(tier, device, renditions) if r["playlist_path"]
     }
+
+
+def master_query(grant: Grant, device: Device) -> str:
+    """The master playlist's query: the grant, and the device class it is narrowed to (if any)."""
+    return grant.query if device == "any" else f"{grant.query}&{urlencode({'device': device})}"
 
 
 def in_grant(relative: str, allowed: Collection[str]) -> bool:

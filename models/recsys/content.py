@@ -87,4 +87,8 @@ class ContentBased(Recommender):
         else:
             scores = self._popularity[None, :].astype(np.float64)
         scores[0, seeds] = -np.inf
-        return self._top_k(scores, k).drop("row")
+        _, rank, item, score = self._top_k_arrays(scores, k)
+        return pl.DataFrame(
+            {"rank": rank, "media_id": self._items[item], "score": score},
+            schema={"rank": pl.Int32, "media_id": pl.String, "score": pl.Float64},
+        )

@@ -193,7 +193,7 @@ async function play(mediaId) {
   trickplay = meta.trickplay ? await loadTrickplay(meta.trickplay.url) : [];
   if (mse) {
     // Subtitles come from the <track> above, so hls.js renders neither the master's group nor captions.
-    // The master's CODECS let it skip variants this browser cannot decode (HEVC in Chromium).
+    // The master asked for device=web lists only what MediaSource decodes (no HEVC in Chromium).
     hls = new Hls({ enableWebVTT: false, enableCEA708Captions: false });
     hls.on(Hls.Events.ERROR, (_, data) => {
       beacon(data.fatal ? "fatal_error" : "error", { error_code: data.details });

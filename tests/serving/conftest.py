@@ -9,7 +9,6 @@ produced its lake with the real pipeline overrides `serving_settings` and reuses
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +26,8 @@ from models.lake.schemas import ALL_TABLES
 from models.lake.tables import upsert
 from models.recsys.itemknn import ItemKNN
 from models.recsys.registry import promote_if_better, train_and_log
-from models.settings import Settings, get_settings, ray_runtime_env
-from serving.run import start
+from models.settings import Settings, get_settings
+from serving.run import free_port, init_ray, start
 from serving.security import tokens
 from serving.tracing import CONSOLE_FILE_ENV, EXPORTER_ENV
 
@@ -259,12 +258,6 @@ def reload_interval_s() -> float:
     return 1.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def spans_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the served app's replicas append their spans (the console exporter, one JSON line each)."""
@@ -279,7 +272,7 @@ def api_url(serving_settings: Settings, reload_interval_s: float, spans_file: Pa
     """
     os.environ.update({EXPORTER_ENV: "console", CONSOLE_FILE_ENV: str(spans_file)})
     settings = serving_settings.model_copy(update={"serve_host": "127.0.0.1", "serve_port": free_port()})
-    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=ray_runtime_env())
+    init_ray(settings, num_cpus=2)
     try:
         url = start(settings, reload_interval_s)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.lake.tables import upsert
 from serving import tracing
-from serving.app import observe
+from serving.observe import Observe
 from tests.serving.conftest import SampleLake
 
 PIPELINE_GAUGES = (
@@ -123,7 +123,7 @@ def test_the_middleware_makes_route_spans_the_parents_of_their_calls(
     """The API's own middleware on a small app: a route's span opened inside the request is its child,
     and a failing route's request span is marked an error with status 500."""
     app = FastAPI()
-    app.middleware("http")(observe)
+    app.add_middleware(Observe)
 
     @app.get("/recommendations/{user_id}")
     async def recommend(user_id: str) -> dict[str, str]:

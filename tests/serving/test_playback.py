@@ -83,6 +83,21 @@ def test_master_lists_the_tiers_variants_with_the_grant_on_every_uri(
     assert f'URI="audio_aac.m3u8?{grant}"' in text and f'URI="subs_en.m3u8?{grant}"' in text
 
 
+def test_a_device_master_lists_only_the_variants_the_device_decodes(
+    client: httpx.Client, sample_lake: Any
+) -> None:
+    """The device narrows the tier's variants (browsers' MediaSource has no HEVC); it grants nothing."""
+    web_master = play(client, sample_lake, "viewer-dev", "free", device="web")["master_url"]
+    assert dict(parse_qsl(urlsplit(web_master).query))["device"] == "web"
+    text = client.get(web_master).text
+    uris = [line.split("?")[0] for line in text.splitlines() if line and not line.startswith("#")]
+    assert uris == ["h264_360p.m3u8", "h264_720p.m3u8"]
+    assert "device=" not in text  # the variant playlists carry the grant alone
+    apple = client.get(play(client, sample_lake, "viewer-dev", "free", device="apple")["master_url"]).text
+    assert "hevc_720p.m3u8?" in apple and "2160p" not in apple
+    assert client.get(with_query(web_master, device="toaster")).status_code == 422
+
+
 def test_segments_play_through_the_signed_media_playlist(client: httpx.Client, sample_lake: Any) -> None:
     master_url = play(client, sample_lake, "viewer-seg", "free")["master_url"]
     base = master_url.rsplit("/", 1)[0]

@@ -7,8 +7,10 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from scipy import sparse
 
 from models.recsys.data import dataset_hash, interactions_from_events, split_per_user
@@ -178,6 +180,8 @@ def test_mlflow_train_promote_load(mlflow_settings: Settings) -> None:
     assert recs.columns == ["user_id", "rank", "media_id", "score"]
     assert recs.filter(pl.col("user_id") == "a0")["media_id"].to_list()[0].startswith("A")
     assert recs.filter(pl.col("user_id") == "stranger")["rank"].to_list() == [1, 2]
+    through_mlflow = champion.model.predict(pd.DataFrame({"user_id": ["a0", "stranger"], "k": [2, 2]}))
+    assert_frame_equal(recs, pl.from_pandas(through_mlflow).with_columns(pl.col("rank").cast(pl.Int32)))
 
     again = registry.train_and_log(ItemKNN(neighbours=5, shrink=1.0), train, test, settings, k=5)
     assert again.reused and again.model_version == knn.model_version and again.run_id == knn.run_id
@@ -352,3 +356,15 @@ def test_definitions_train_every_catalog_model_and_keep_ml100k_out_of_the_demo()
     }
     assert evaluation | {"movielens_100k"} == keys("ml100k_evaluation_job")
     assert not evaluation & keys("analytics_job")  # `make demo` runs analytics_job
+
+
+def test_seen_cells_are_scipys_nonzero_cells_read_off_the_csr_arrays() -> None:
+    """The seen-item mask reads the CSR arrays directly; it must match scipy's nonzero(), which also
+    leaves out explicitly stored zeros."""
+    seen = sparse.csr_matrix(np.array([[0, 2, 0, 1], [0, 0, 0, 0], [3, 0, 4, 0], [5, 6, 0, 7]], dtype=float))
+    seen.data[seen.data == 4] = 0.0  # stored, but not an interaction
+    model = TopPop()
+    model._seen = seen
+    for users in (np.array([2, 0, 1, 3]), np.array([1]), np.array([3, 3]), np.array([], dtype=np.int64)):
+        cells = sorted(zip(*model._seen_cells(users), strict=True))
+        assert cells == sorted(zip(*seen[users].nonzero(), strict=True))
