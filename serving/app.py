@@ -21,6 +21,7 @@ where string annotations such as `MediaId` no longer resolve.
 
 import asyncio
 import functools
+import itertools
 import logging
 import secrets
 from collections.abc import Mapping
@@ -333,8 +334,8 @@ class Catalog(_Watcher):
 
     def listing(self, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
         """The catalog's size and one page of its rows by title (id as tie-break), for a picker."""
-        rows = sorted(self._snapshot.rows.values(), key=lambda row: (row["title"] or "", row["media_id"]))
-        return len(rows), rows[offset : offset + limit]
+        rows = self._snapshot.rows  # already in that order
+        return len(rows), list(itertools.islice(rows.values(), offset, offset + limit))
 
     def titles(self, media_ids: list[str]) -> dict[str, str | None]:
         """Title of each id the catalog holds; ids it lacks are left out."""
@@ -474,12 +475,15 @@ class Search(_Watcher):
             self._index, self._versions = index, versions
             log.info("search: indexed %d items at versions %s", len(index), versions)
 
-    async def search(self, query: str, n: int, filters: Filters) -> list[dict[str, Any]]:
-        index = self._index
-        if index is None:
-            return []
-        hits = await asyncio.to_thread(index.search, query, n, filters)
-        return [asdict(hit) for hit in hits]
+    async def search(
+        self, query: str, n: int, filters: Filters, trace: tracing.Carrier | None = None
+    ) -> list[dict[str, Any]]:
+        with tracing.span("Search.search", parent=trace, n=n):
+            index = self._index
+            if index is None:
+                return []
+            hits = await asyncio.to_thread(index.search, query, n, filters)
+            return [asdict(hit) for hit in hits]
 
 
 @serve.deployment(**REPLICA_OPTIONS)
@@ -504,8 +508,11 @@ class Similar(_Watcher):
         self._index = SimilarIndex.build(embeddings, co_watch)
         self._versions = (embeddings_version, co_watch_version)
 
-    async def similar(self, media_id: str, n: int) -> list[dict[str, Any]]:
-        return self._index.similar(media_id, n)
+    async def similar(
+        self, media_id: str, n: int, trace: tracing.Carrier | None = None
+    ) -> list[dict[str, Any]]:
+        with tracing.span("Similar.similar", parent=trace, n=n):
+            return self._index.similar(media_id, n)
 
 
 @serve.deployment(**WRITER_OPTIONS)
@@ -520,8 +527,10 @@ class EventWriter:
             max_rows,
         )
 
-    async def add(self, rows: list[dict[str, Any]]) -> dict[str, int]:
-        return asdict(await self._buffer.add(rows))
+    async def add(self, rows: list[dict[str, Any]], trace: tracing.Carrier | None = None) -> dict[str, int]:
+        """Buffer rows and answer once they are written (the span covers the wait for the flush)."""
+        with tracing.span("EventWriter.add", parent=trace, rows=len(rows)):
+            return asdict(await self._buffer.add(rows))
 
     def check_health(self) -> None:
         if not self._buffer.running:
@@ -783,7 +792,7 @@ class Api:
         self._caller(credentials)
         await self._row(media_id)
         with tracing.span("similar.similar", k=k):
-            ranked = await self._similar.similar.remote(media_id, k * OVERFETCH)
+            ranked = await self._similar.similar.remote(media_id, k * OVERFETCH, tracing.context_carrier())
         titles = self._catalog.titles([item["media_id"] for item in ranked])
         items = [
             SimilarItem(**item, title=titles[item["media_id"]])
@@ -808,7 +817,7 @@ class Api:
             raise HTTPException(status_code=422, detail="min_duration_s must not exceed max_duration_s")
         filters = Filters(tuple(genre), min_duration_s, max_duration_s)
         with tracing.span("search.search", k=k):
-            hits = await self._search.search.remote(q, k * OVERFETCH, filters)
+            hits = await self._search.search.remote(q, k * OVERFETCH, filters, tracing.context_carrier())
         titles = self._catalog.titles([hit["media_id"] for hit in hits])
         items = [SearchHit(**hit) for hit in hits if hit["media_id"] in titles][:k]
         return SearchResults(query=q, items=items)
@@ -865,7 +874,7 @@ class Api:
             raise HTTPException(status_code=403, detail="events may only be sent for the caller's user_id")
         try:
             with tracing.span("events.add", rows=len(batch.events)):
-                counts = await self._events.add.remote(batch.events)
+                counts = await self._events.add.remote(batch.events, tracing.context_carrier())
         except Exception as err:
             log.warning("events not stored: %s", err)
             raise HTTPException(

@@ -77,6 +77,12 @@ class PipelineCollector(Collector):
                 "Largest per-feature population stability index of the latest model_drift window.",
                 stats.model_drift_psi,
             )
+        if stats.drift_psi_threshold is not None:
+            yield GaugeMetricFamily(
+                "streamlake_model_drift_psi_threshold",
+                "The PSI above which the model_drift check fails (STREAMLAKE_DRIFT_PSI_THRESHOLD).",
+                stats.drift_psi_threshold,
+            )
         yield _labelled(
             "streamlake_qoe_score",
             "Viewer-experience score (0-100) of the latest hour in qoe_hourly, by device class.",

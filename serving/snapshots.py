@@ -34,7 +34,8 @@ def table_version(settings: Settings, name: str) -> int | None:
 
 @dataclass(frozen=True)
 class CatalogSnapshot:
-    """api_catalog rows keyed by media_id, as plain JSON-ready dicts."""
+    """api_catalog rows keyed by media_id, as plain JSON-ready dicts, in title order (media_id
+    breaking ties): a page of the catalog listing is a slice, not a sort per request."""
 
     version: int | None = None
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -45,6 +46,7 @@ def load_catalog(settings: Settings) -> CatalogSnapshot:
     if table is None:
         return CatalogSnapshot()
     rows = table.to_pyarrow_dataset().to_table().to_pylist()
+    rows.sort(key=lambda row: (row["title"] or "", row["media_id"]))
     return CatalogSnapshot(table.version(), {row["media_id"]: row for row in rows})
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ EXPORTER_ENV = "STREAMLAKE_OTEL_EXPORTER"
 CONSOLE_FILE_ENV = "STREAMLAKE_OTEL_CONSOLE_FILE"
 SERVICE_NAME = "streamlake-api"
 Exporter = Literal["none", "console", "otlp"]
+Carrier = Mapping[str, str]  # a W3C trace context (`traceparent`) in transit between processes
 
 
 class _State:
@@ -83,14 +84,32 @@ def tracer() -> Tracer | None:
 
 
 @contextlib.contextmanager
-def span(name: str, **attributes: Any) -> Iterator[Span | None]:
-    """A span named name, child of the current one (the request's, inside a route); None when off."""
+def span(name: str, parent: Carrier | None = None, **attributes: Any) -> Iterator[Span | None]:
+    """A span named name, child of the current one (the request's, inside a route), or of `parent`,
+    a trace context another process sent (see context_carrier); None when tracing is off."""
     active = tracer()
     if active is None:
         yield None
         return
-    with active.start_as_current_span(name, attributes=attributes) as current:
+    context = None
+    if parent:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        context = TraceContextTextMapPropagator().extract(parent)
+    with active.start_as_current_span(name, context=context, attributes=attributes) as current:
         yield current
+
+
+def context_carrier() -> dict[str, str]:
+    """The current span's W3C trace context (`traceparent`), sent along a deployment handle call so
+    the replica's span joins the request's trace; empty when tracing is off."""
+    if tracer() is None:
+        return {}
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier
 
 
 def end_request(current: Span | None, method: str, route: str, status: int) -> None:

@@ -14,7 +14,9 @@ Decisions a producer may care about:
 
 - Unknown fields are ignored (producers may add fields before the schema does); they are not stored,
   but a rejected row's raw JSON keeps them.
-- Ids are opaque strings: numbers are "not a string", blank strings are "empty".
+- Ids are opaque strings: numbers are "not a string", blank strings are "empty". Ids and the other
+  text fields (device, tier, error_code) hold at most MAX_TEXT_CHARS (256) characters: a longer
+  one is rejected, "over 256 characters", so nobody stores a megabyte per event in the lake.
 - event_type is case-sensitive, one of EVENT_TYPES. position_s must be a JSON number (not a
   numeric string), finite, 0 <= position_s <= 7 days.
 - ts is an ISO-8601 string with an offset (or "Z") or a tz-aware datetime; naive times are
@@ -75,6 +77,7 @@ MAX_BITRATE = 10**10
 INTEGER_FIELDS = ("bitrate", "width", "height", "player_width", "player_height")
 ID_FIELDS = ("event_id", "user_id", "media_id", "session_id")
 OPTIONAL_TEXT_FIELDS = ("device", "tier")
+MAX_TEXT_CHARS = 256
 MAX_POSITION_S = 7 * 86_400.0
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
@@ -113,9 +116,17 @@ class IngestResult:
 def _text_problem(value: object) -> str | None:
     if value is None:
         return "missing"
+    if problem := _optional_text_problem(value):
+        return problem
+    return None if str(value).strip() else "empty"
+
+
+def _optional_text_problem(value: object) -> str | None:
+    if value is None:
+        return None
     if not isinstance(value, str):
         return "not a string"
-    return None if value.strip() else "empty"
+    return f"over {MAX_TEXT_CHARS} characters" if len(value) > MAX_TEXT_CHARS else None
 
 
 def _position(value: object) -> tuple[float | None, str | None]:
@@ -171,9 +182,7 @@ def validate_event(row: object, received_at: datetime) -> tuple[dict[str, Any] |
     if problem:
         reasons.append(f"ts: {problem}")
     reasons += [
-        f"{name}: not a string"
-        for name in OPTIONAL_TEXT_FIELDS
-        if row.get(name) is not None and not isinstance(row.get(name), str)
+        f"{name}: {p}" for name in OPTIONAL_TEXT_FIELDS if (p := _optional_text_problem(row.get(name)))
     ]
     if reasons:
         return None, reasons
@@ -218,8 +227,8 @@ def _beacon_fields(row: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             reasons.append(f"{name}: {problem}")
         fields[name] = number
     code = row.get("error_code")
-    if code is not None and not isinstance(code, str):
-        reasons.append("error_code: not a string")
+    if problem := _optional_text_problem(code):
+        reasons.append(f"error_code: {problem}")
     return {**fields, "error_code": code}, reasons
 
 
@@ -264,7 +273,7 @@ def _raw_json(row: object) -> str:
 
 def _rejection_id(row: object, raw: str) -> str:
     event_id = row.get("event_id") if isinstance(row, Mapping) else None
-    if isinstance(event_id, str) and event_id.strip():
+    if isinstance(event_id, str) and _text_problem(event_id) is None:
         return event_id
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
@@ -312,6 +321,12 @@ def _bulk_checks(frame: pl.DataFrame, received_at: datetime) -> pl.DataFrame | N
     limit = pl.lit(received_at + MAX_CLOCK_SKEW, dtype=pl.Datetime("us", "UTC"))
     ok = pl.all_horizontal(
         *(pl.col(name).is_not_null() & ~pl.col(name).str.contains(_BLANK) for name in ID_FIELDS),
+        *(pl.col(name).str.len_chars() <= MAX_TEXT_CHARS for name in ID_FIELDS),
+        *(
+            pl.col(name).is_null() | (pl.col(name).str.len_chars() <= MAX_TEXT_CHARS)
+            for name in OPTIONAL_TEXT_FIELDS
+            if name in schema
+        ),
         pl.col("event_type").is_in(list(EVENT_TYPES)),
         position.is_finite() & (position >= 0) & (position <= MAX_POSITION_S),
         ts_ok & (ts <= limit),

@@ -42,6 +42,7 @@ class PipelineStats:
     events_ingested: int = 0  # rows in view_events
     events_rejected: int = 0  # rows in events_rejected
     model_drift_psi: float | None = None  # None until model_drift has a scored row
+    drift_psi_threshold: float | None = None  # the drift check's (settings), for the alert to compare
     qoe_score: dict[str, float] = field(default_factory=dict)  # device class -> latest hour's score
 
 
@@ -109,6 +110,7 @@ def pipeline_stats(settings: Settings) -> PipelineStats:
         events_ingested=_row_count(settings, "view_events"),
         events_rejected=_row_count(settings, "events_rejected"),
         model_drift_psi=max_drift_psi(read_table(settings, DRIFT_TABLE, ["latest_end", "psi"])),
+        drift_psi_threshold=settings.drift_psi_threshold,
         qoe_score=latest_qoe(
             read_table(settings, QOE_TABLE, ["hour", "device_class", "sessions", "qoe_score"])
         ),

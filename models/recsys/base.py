@@ -6,6 +6,7 @@ seen items and the popularity fallback for unknown users live here once.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from functools import cached_property
 from typing import ClassVar, Self
@@ -26,8 +27,11 @@ class Recommender(ABC):
     name: ClassVar[str]
 
     def params(self) -> dict[str, object]:
-        """Hyper-parameters, logged to MLflow and part of the idempotence fingerprint."""
-        return {}
+        """Hyper-parameters, logged to MLflow and part of the idempotence fingerprint: by default the
+        constructor's named arguments, read back from the attributes it stores them under."""
+        arguments = inspect.signature(type(self).__init__).parameters.values()
+        named = [a.name for a in arguments if a.kind in (a.POSITIONAL_OR_KEYWORD, a.KEYWORD_ONLY)]
+        return {name: getattr(self, name) for name in named[1:]}  # [0] is self
 
     def fit(self, train: pl.DataFrame) -> Self:
         """Index users and items; items are ordered by popularity so that ties rank popular first."""

@@ -56,16 +56,6 @@ class BPR(Recommender):
         self.batch_size = batch_size
         self.seed = seed
 
-    def params(self) -> dict[str, object]:
-        return {
-            "factors": self.factors,
-            "lr": self.lr,
-            "regularization": self.regularization,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-        }
-
     def fit(self, train: pl.DataFrame) -> Self:
         import torch
 

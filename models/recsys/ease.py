@@ -40,9 +40,6 @@ class EASE(Recommender):
         self.l2 = l2
         self.binary = binary
 
-    def params(self) -> dict[str, object]:
-        return {"l2": self.l2, "binary": self.binary}
-
     def _input(self, seen: sparse.csr_matrix) -> sparse.csr_matrix:
         return (seen != 0).astype(np.float64) if self.binary else seen
 

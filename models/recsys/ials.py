@@ -75,16 +75,6 @@ class IALS(Recommender):
         self.cg_steps = cg_steps
         self.seed = seed
 
-    def params(self) -> dict[str, object]:
-        return {
-            "factors": self.factors,
-            "regularization": self.regularization,
-            "alpha": self.alpha,
-            "iterations": self.iterations,
-            "cg_steps": self.cg_steps,
-            "seed": self.seed,
-        }
-
     def fit(self, train: pl.DataFrame) -> Self:
         super().fit(train)
         confidence = (self.alpha * self._seen).astype(np.float64).tocsr()

@@ -47,9 +47,6 @@ class ItemKNN(Recommender):
         self.neighbours = neighbours
         self.shrink = shrink
 
-    def params(self) -> dict[str, object]:
-        return {"neighbours": self.neighbours, "shrink": self.shrink}
-
     def fit(self, train: pl.DataFrame) -> Self:
         super().fit(train)
         self._similarity = shrunk_cosine(self._seen, self.neighbours, self.shrink)

@@ -134,19 +134,6 @@ class SASRec(Recommender):
         self.batch_size = batch_size
         self.seed = seed
 
-    def params(self) -> dict[str, object]:
-        return {
-            "hidden": self.hidden,
-            "layers": self.layers,
-            "heads": self.heads,
-            "max_len": self.max_len,
-            "dropout": self.dropout,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-        }
-
     def _new_network(self):  # -> SASRecNetwork
         return _network_class()(
             len(self._items), self.hidden, self.layers, self.heads, self.max_len, self.dropout

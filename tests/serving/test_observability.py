@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.lake.tables import upsert
 from serving import tracing
+from serving.app import OVERFETCH
 from serving.observe import Observe
 from tests.serving.conftest import SampleLake
 
@@ -155,3 +156,28 @@ def test_tracing_is_off_by_default_and_rejects_unknown_exporters(monkeypatch: py
     monkeypatch.setenv(tracing.EXPORTER_ENV, "jaeger")
     with pytest.raises(ValueError, match="none, console or otlp"):
         tracing.tracer()
+
+
+def test_a_replica_behind_a_handle_joins_the_requests_trace(
+    client: httpx.Client, sample_lake: SampleLake, spans_file: Path
+) -> None:
+    """The trace context travels with the handle call: the Search replica's span is a child of the
+    Api replica's `search.search` span, in the same trace as the request."""
+    response = client.get("/search", params={"q": "ocean", "k": 9}, headers=sample_lake.auth("tracer"))
+    assert response.status_code == 200
+    deadline = time.monotonic() + 30
+    while True:
+        spans = read_spans(spans_file) if spans_file.exists() else []
+        by_id = {s["context"]["span_id"]: s for s in spans}
+        remote = [s for s in spans if s["name"] == "Search.search" and s["attributes"]["n"] == 9 * OVERFETCH]
+        calls = [by_id.get(s["parent_id"]) for s in remote]
+        if any(call and call["name"] == "search.search" for call in calls):
+            break
+        assert time.monotonic() < deadline, f"no Search.search span under the Api's call in {spans}"
+        time.sleep(0.5)
+    call = next(c for c in calls if c and c["name"] == "search.search")
+    request = by_id[call["parent_id"]]
+    assert request["name"] == "GET /search"
+    assert {s["context"]["trace_id"] for s in (request, call, remote[calls.index(call)])} == {
+        request["context"]["trace_id"]
+    }

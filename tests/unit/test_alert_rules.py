@@ -35,6 +35,7 @@ def exported_names() -> set[str]:
         encode_fps={("h264", "libx264"): 90.0},
         asr_real_time_factor={"faster-whisper": 0.2},
         model_drift_psi=0.1,
+        drift_psi_threshold=0.25,
         qoe_score={"mobile": 70.0},
     )
     families = text_string_to_metric_families(metrics.render().decode())

@@ -214,6 +214,8 @@ def test_malformed_events_are_rejected_with_reasons_and_the_rest_accepted(lake: 
         "future": _event("future", ts=(RECEIVED + timedelta(minutes=6)).isoformat()),
         "no-ts": _event("no-ts", ts=None),
         "int-device": _event("int-device", device=5),
+        "long-device": _event("long-device", device="d" * 257),
+        "long-user": _event("long-user", user_id="u" * 300),
         "two-problems": _event("two-problems", user_id=None, position_s=-2.0),
     }
     expected = {
@@ -236,6 +238,8 @@ def test_malformed_events_are_rejected_with_reasons_and_the_rest_accepted(lake: 
         "future": {"ts: more than 5 minutes after received_at"},
         "no-ts": {"ts: missing"},
         "int-device": {"device: not a string"},
+        "long-device": {"device: over 256 characters"},
+        "long-user": {"user_id: over 256 characters"},
         "two-problems": {"user_id: missing", "position_s: negative"},
     }
     good = [
@@ -245,9 +249,10 @@ def test_malformed_events_are_rejected_with_reasons_and_the_rest_accepted(lake: 
         _event("ok-skew", ts=(RECEIVED + timedelta(minutes=4)).isoformat(), event_type="seek"),
         _event("ok-extra", unknown_field={"ignored": True}, position_s=0),
     ]
-    rows = [good[0], *bad.values(), no_id, "not an object", *good[1:]]
+    long_id = _event("e" * 1_000_000)
+    rows = [good[0], *bad.values(), no_id, "not an object", long_id, *good[1:]]
     result = ingest_events(lake, rows, received_at=RECEIVED)  # type: ignore[arg-type]
-    assert (result.accepted, result.duplicates, result.rejected) == (5, 0, len(bad) + 2)
+    assert (result.accepted, result.duplicates, result.rejected) == (5, 0, len(bad) + 3)
 
     table = read_table(lake, "view_events").sort("event_id")
     assert set(table["event_id"]) == {row["event_id"] for row in good}
@@ -258,8 +263,28 @@ def test_malformed_events_are_rejected_with_reasons_and_the_rest_accepted(lake: 
     reasons = {k: set(v) for k, v in rejected.group_by("event_id").agg("reason").iter_rows()}
     hashed = {k: v for k, v in reasons.items() if k.startswith("sha256:")}
     assert {k: v for k, v in reasons.items() if k not in hashed} == expected
-    assert sorted(map(sorted, hashed.values())) == [["event_id: missing"], ["row: not a JSON object"]]
+    assert sorted(map(sorted, hashed.values())) == [
+        ["event_id: missing"],
+        ["event_id: over 256 characters"],  # a megabyte id is not stored as a key
+        ["row: not a JSON object"],
+    ]
     no_id_row = rejected.filter(reason="event_id: missing")
     assert json.loads(no_id_row["raw"].item()) == no_id
     assert set(rejected["received_at"]) == {RECEIVED}
     assert json.loads(rejected.filter(event_id="abc")["raw"].item())["position_s"] == "abc"
+
+
+def test_the_bulk_path_rejects_overlong_text_as_the_row_path_does(lake: Settings) -> None:
+    """A well-typed frame goes through the vectorised checks; an id or device over the cap must still
+    be refused there, with the row path's reason."""
+    frame = _boundary_session().with_columns(
+        event_id=pl.Series(["z-ok", "z-" + "9" * 300, "z-device"]),
+        device=pl.Series(["tv", "tv", "x" * 257]),
+    )
+    result = ingest_events(lake, frame, received_at=RECEIVED)
+    assert (result.accepted, result.rejected) == (1, 2)
+    assert read_table(lake, "view_events")["event_id"].to_list() == ["z-ok"]
+    assert sorted(read_table(lake, "events_rejected")["reason"]) == [
+        "device: over 256 characters",
+        "event_id: over 256 characters",
+    ]

@@ -85,7 +85,8 @@ def test_versions_move_only_when_a_source_table_is_written(busy_lake: Settings) 
 
 def test_an_empty_lake_reports_zeros_and_no_drift(lake: Settings) -> None:
     stats = pm.pipeline_stats(lake)
-    assert stats == pm.PipelineStats(versions=(None,) * len(pm.SOURCE_TABLES))
+    expected = pm.PipelineStats(versions=(None,) * len(pm.SOURCE_TABLES), drift_psi_threshold=0.25)
+    assert stats == expected  # the threshold is the setting: an alert can compare with it at once
     assert stats.model_drift_psi is None
 
 

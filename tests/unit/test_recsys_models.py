@@ -21,6 +21,7 @@ from models.recsys.ease import EASE, ease_weights
 from models.recsys.exploration import evidence_from_hourly_stats, explore, explore_ranking
 from models.recsys.hybrid import Hybrid
 from models.recsys.ials import IALS
+from models.recsys.itemknn import ItemKNN
 from models.recsys.metrics import ndcg_at_k
 from models.recsys.popularity import TopPop
 from models.recsys.sasrec import SASRec, last_items, training_windows
@@ -107,6 +108,33 @@ def test_model_never_recommends_seen_items_and_names_itself(
     assert recs.join(train, on=["user_id", "media_id"], how="semi").is_empty()
     assert recs.group_by("user_id").len()["len"].min() > 0
     assert model.name == name and isinstance(model.params(), dict)
+
+
+def test_params_are_the_constructor_arguments_under_their_own_names() -> None:
+    """What MLflow logs and the fingerprint hashes: every hyper-parameter, nothing else."""
+    assert IALS(factors=8, alpha=2.0).params() == {
+        "factors": 8,
+        "regularization": 40.0,
+        "alpha": 2.0,
+        "iterations": 15,
+        "cg_steps": 3,
+        "seed": 42,
+    }
+    assert BPR(epochs=3).params()["epochs"] == 3 and len(BPR().params()) == 6
+    assert list(SASRec(hidden=16).params()) == [
+        "hidden",
+        "layers",
+        "heads",
+        "max_len",
+        "dropout",
+        "epochs",
+        "lr",
+        "batch_size",
+        "seed",
+    ]
+    assert ItemKNN(neighbours=5, shrink=1.0).params() == {"neighbours": 5, "shrink": 1.0}
+    assert EASE(l2=10.0).params() == {"l2": 10.0, "binary": True}
+    assert TopPop().params() == {}
 
 
 @pytest.mark.parametrize(
