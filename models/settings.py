@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         description="A Redis connection string (host:port[,password=…]) for Feast's online store; "
         "SQLite under the data dir when unset.",
     )
+    rate_limit_redis: str | None = Field(
+        default=None,
+        description="A Redis connection string (host:port[,password=…]) holding the API's rate-limit "
+        "buckets, shared by every Api replica; each replica keeps its own when unset.",
+    )
     whisper_model: str | None = Field(
         default=None,
         description="Path to a CTranslate2 Whisper model; the bundled tiny.en when unset.",

@@ -11,9 +11,10 @@ globals, so the same code serves a test lake, the local data folder or a cluster
 Delta tables and the registry's `champion`, each reloaded when its version moves, and writes only
 through the events path (view_events, events_rejected, hourly_stats).
 
-Rate limits live in the Api replica (one by default): with more replicas a user gets that many
-times the limit (see serving/security/rate_limit.py). /hls is not rate limited: a player fetches a
-segment every few seconds, and the signed grant already bounds who may fetch what, and until when.
+Rate limits live in the Api replica (one by default), or in Redis shared by all replicas when
+STREAMLAKE_RATE_LIMIT_REDIS is set (see serving/security/rate_limit.py). /hls is not rate limited:
+a player fetches a segment every few seconds, and the signed grant already bounds who may fetch
+what, and until when.
 
 No `from __future__ import annotations` here: Serve rebuilds the FastAPI routes in its proxy,
 where string annotations such as `MediaId` no longer resolve.
@@ -51,7 +52,7 @@ from serving.body_limit import BodyLimit
 from serving.events_buffer import EventBuffer, ingest_batches
 from serving.observe import Observe
 from serving.security import hls_signing, tokens
-from serving.security.rate_limit import DEFAULT_RATES, Rate, RateLimiter
+from serving.security.rate_limit import DEFAULT_RATES, Rate, rate_limiter
 from serving.similar import SimilarIndex
 from serving.snapshots import (
     CATALOG_TABLE,
@@ -590,7 +591,7 @@ class Api:
         self._packaged = settings.packaged
         self._api_secret = tokens.api_secret(settings)
         self._hls_secret = hls_signing.hls_secret(settings)
-        self._limiter = RateLimiter(rates)
+        self._limiter = rate_limiter(settings.rate_limit_redis, rates)
         tracing.tracer()  # a bad STREAMLAKE_OTEL_EXPORTER fails the deploy here, not every request
         self._catalog = await Catalog.open(settings, reload_interval_s)
         self._pipeline = PipelineGauges(settings)

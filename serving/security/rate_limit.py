@@ -5,18 +5,24 @@ up to the limit pass, a steady overload gets exactly the configured rate. Arithm
 fractions of a second, so under a fake clock the N+1th request is refused, and the retry time is
 exactly right, however many refills came before (floats drift at window edges).
 
-State is per replica: with R replicas behind Serve's router a user gets up to R times the limit.
-Sharing the buckets (e.g. Redis with an atomic script) is the later step for a multi-replica deploy.
+RateLimiter keeps the buckets in the replica: with R Api replicas a user gets up to R times the
+limit. RedisRateLimiter keeps the same buckets in Redis (STREAMLAKE_RATE_LIMIT_REDIS), shared by
+every replica: one atomic Lua script per request, on Redis' own clock so replicas' clocks never
+disagree. `rate_limiter` picks between them.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,3 +113,94 @@ class RateLimiter:
         for key in full:
             del self._buckets[key]
         self._sweep_at = max(self._max_keys, 2 * len(self._buckets))
+
+
+class Limiter(Protocol):
+    def check(self, key: str, tier: str) -> Decision: ...
+
+
+# KEYS[1] bucket; ARGV limit, refill per second. The bucket is a hash (tokens, updated) that expires
+# once it would be full again: a missing bucket starts full, so expiry changes no decision.
+_TAKE_TOKEN = """
+local limit = tonumber(ARGV[1])
+local per_second = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
+local tokens = limit
+if state[1] then
+  tokens = math.min(limit, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * per_second)
+end
+local allowed = 0
+if tokens >= 1 then
+  allowed = 1
+  tokens = tokens - 1
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'updated', string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((limit - tokens) / per_second * 1000) + 1000)
+return {allowed, string.format('%.17g', tokens)}
+"""
+
+
+def redis_client(connection: str) -> Any:
+    """A redis-py client for Feast's connection-string form: `host:port[,password=…][,db=N][,ssl=true]`."""
+    import redis
+
+    address, *options = connection.split(",")
+    host, _, port = address.rpartition(":")
+    settings = dict(option.split("=", 1) for option in options)
+    unknown = set(settings) - {"password", "db", "ssl", "username"}
+    if not host or not port.isdigit() or unknown:
+        raise ValueError(f"not a Redis connection string (host:port[,password=…]): {connection!r}")
+    return redis.Redis(
+        host=host,
+        port=int(port),
+        db=int(settings.get("db", 0)),
+        username=settings.get("username"),
+        password=settings.get("password"),
+        ssl=settings.get("ssl", "false").lower() == "true",
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+    )
+
+
+class RedisRateLimiter:
+    """RateLimiter's buckets in Redis, shared by every Api replica (floats, not exact fractions).
+
+    If Redis cannot be reached the request is let through (logged once per outage): an unreachable
+    limiter must not take the API down with it.
+    """
+
+    def __init__(
+        self, client: Any, rates: Mapping[str, Rate] = DEFAULT_RATES, prefix: str = "streamlake:rate:"
+    ) -> None:
+        self._rates = dict(rates)
+        self._prefix = prefix
+        self._client = client
+        self._take = client.register_script(_TAKE_TOKEN)
+        self._outage = False
+
+    def check(self, key: str, tier: str) -> Decision:
+        """As RateLimiter.check; raises KeyError for an unknown tier."""
+        import redis
+
+        rate = self._rates[tier]
+        per_second = rate.limit / rate.window_s
+        try:
+            allowed, left = self._take(keys=[self._prefix + key], args=[rate.limit, repr(per_second)])
+        except redis.RedisError as err:
+            if not self._outage:
+                log.warning("rate limits: Redis unreachable (%s); letting requests through", err)
+            self._outage = True
+            return Decision(allowed=True, retry_after_s=0.0, remaining=rate.limit)
+        self._outage = False
+        tokens = float(left)
+        retry_after = 0.0 if allowed else (1 - tokens) / per_second
+        return Decision(allowed=bool(allowed), retry_after_s=retry_after, remaining=math.floor(tokens))
+
+
+def rate_limiter(redis_connection: str | None, rates: Mapping[str, Rate] = DEFAULT_RATES) -> Limiter:
+    """Buckets shared through Redis when a connection string is given, else in this replica."""
+    if redis_connection:
+        return RedisRateLimiter(redis_client(redis_connection), rates)
+    return RateLimiter(rates)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,15 +16,11 @@ from models.events.aggregates import AGGREGATES, aggregate
 from models.events.simulator import SimulationConfig, simulate_events, simulate_users
 from models.lake import tables
 from models.settings import Settings, get_settings
+from serving.run import free_port
+from tests.cluster.conftest import listening
 
 pytestmark = pytest.mark.cluster
 START_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def spark_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if shutil.which("java") is None:
         pytest.skip("no Java runtime: apt-get install default-jre-headless")
     home = Path(pyspark.__file__).parent
-    port = _free_port()
+    port = free_port()
     work = tmp_path_factory.mktemp("spark-connect")
     env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOG_DIR": str(work), "SPARK_PID_DIR": str(work),
            "SPARK_LOCAL_IP": "127.0.0.1"}  # fmt: skip
@@ -46,13 +40,7 @@ def spark_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--conf", "spark.ui.enabled=false"]  # fmt: skip
     subprocess.run(["bash", str(home / "sbin" / "start-connect-server.sh"), *conf], env=env, check=True)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(1)
-        else:
+        if not listening(port, START_TIMEOUT_S):
             logs = "\n".join(p.read_text()[-2000:] for p in work.glob("*.out"))
             pytest.fail(f"Spark Connect did not listen on {port} within {START_TIMEOUT_S} s:\n{logs}")
         yield f"sc://127.0.0.1:{port}"

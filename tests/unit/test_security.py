@@ -20,7 +20,7 @@ from models.settings import Settings, get_settings
 from serving.security import MissingSecret, load_secret, tokens
 from serving.security import hls_signing as hls
 from serving.security.policy import allowed_renditions
-from serving.security.rate_limit import Rate, RateLimiter
+from serving.security.rate_limit import Rate, RateLimiter, rate_limiter
 
 SECRET = b"k" * 32
 OTHER_SECRET = b"o" * 32
@@ -371,6 +371,13 @@ def test_unknown_tier_and_bad_rates_are_errors() -> None:
         RateLimiter().check("u1", "gold")
     with pytest.raises(ValueError):
         Rate(0)
+
+
+def test_buckets_stay_in_the_replica_unless_a_redis_is_named() -> None:
+    """The shared (Redis) limiter is tested against a real redis-server in tests/cluster."""
+    assert isinstance(rate_limiter(None), RateLimiter)
+    with pytest.raises(ValueError, match="not a Redis connection string"):
+        rate_limiter("no-port-here")
 
 
 def test_concurrent_checks_never_overspend() -> None:
