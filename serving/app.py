@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
@@ -271,6 +271,9 @@ class _Watcher:
 
     _watch: asyncio.Task[None]
 
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
     def _refresh(self) -> None:
         raise NotImplementedError
 
@@ -280,6 +283,14 @@ class _Watcher:
                 self._refresh()
         except Exception:
             log.exception("%s: reload failed; serving the previous snapshot", type(self).__name__)
+
+    @classmethod
+    async def open(cls, settings: Settings, reload_interval_s: float) -> Self:
+        """One held in the Api replica (built from settings alone): what is published now, then
+        kept watching for new versions."""
+        watcher = cls(settings)
+        await watcher._start_watching(reload_interval_s)
+        return watcher
 
     async def _start_watching(self, interval_s: float) -> None:
         """Load what is published now, then keep polling in the background."""
@@ -305,16 +316,9 @@ class Catalog(_Watcher):
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._snapshot = CatalogSnapshot()
         self._extras = PlaybackExtras()
-
-    @classmethod
-    async def open(cls, settings: Settings, reload_interval_s: float) -> "Catalog":
-        """Load what is published now and keep watching for new versions."""
-        catalog = cls(settings)
-        await catalog._start_watching(reload_interval_s)
-        return catalog
 
     def _refresh(self) -> None:
         if table_version(self._settings, CATALOG_TABLE) != self._snapshot.version:
@@ -348,9 +352,6 @@ class PipelineGauges(_Watcher):
     """Keeps /metrics' pipeline gauges (backlog, encode and ASR speed, events, drift) current:
     recomputed off the request path, only when one of their tables gets a new Delta version."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
     def _refresh(self) -> None:
         held = metrics.METRICS.pipeline.stats
         if held is None or pipeline_metrics.source_versions(self._settings) != held.versions:
@@ -373,18 +374,11 @@ class Recommender(_Watcher):
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._model: ServedModel | None = None
         self._cold = ColdStart()
         self._evidence = NO_EVIDENCE
         self._qoe = NO_QOE
-
-    @classmethod
-    async def open(cls, settings: Settings, reload_interval_s: float) -> "Recommender":
-        """Load what is published now and keep watching for new versions."""
-        recommender = cls(settings)
-        await recommender._start_watching(reload_interval_s)
-        return recommender
 
     def _refresh(self) -> None:
         if champion_version(self._settings) != self.model_version():
@@ -594,8 +588,7 @@ class Api:
         self._limiter = rate_limiter(settings.rate_limit_redis, rates)
         tracing.tracer()  # a bad STREAMLAKE_OTEL_EXPORTER fails the deploy here, not every request
         self._catalog = await Catalog.open(settings, reload_interval_s)
-        self._pipeline = PipelineGauges(settings)
-        await self._pipeline._start_watching(reload_interval_s)
+        self._pipeline = await PipelineGauges.open(settings, reload_interval_s)
         self._recommender = await Recommender.open(settings, reload_interval_s)
         self._search = search
         self._similar = similar

