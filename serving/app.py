@@ -340,7 +340,8 @@ class Catalog(_Watcher):
     def listing(self, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
         """The catalog's size and one page of its rows by title (id as tie-break), for a picker."""
         rows = self._snapshot.rows  # already in that order
-        return len(rows), list(itertools.islice(rows.values(), offset, offset + limit))
+        start = min(offset, len(rows))  # clamped: islice refuses a start past sys.maxsize
+        return len(rows), list(itertools.islice(rows.values(), start, start + limit))
 
     def titles(self, media_ids: list[str]) -> dict[str, str | None]:
         """Title of each id the catalog holds; ids it lacks are left out."""

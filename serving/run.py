@@ -66,6 +66,9 @@ def ingress_environment(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(files / "server-state"),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        # A stopping Api replica drains for at least this long (Ray's default, 30 s, leaves external
+        # load balancers time to notice); HAProxy here hears it from the controller at once.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
     }
 
 
@@ -109,8 +112,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.token:
         print(tokens.issue(*args.token, tokens.api_secret(settings)))
         return
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` shuts down as cleanly as Ctrl-C
     init_ray(settings)
+    # After ray.init, which installs a SIGTERM handler of its own that dies without cleaning up:
+    # `kill` shuts down as cleanly as Ctrl-C (Serve, Ray, HAProxy and its temp dir).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         url = start(settings)
         print(f"Streamlake API at {url} (OpenAPI docs at {url}/docs); Ctrl-C stops it.", flush=True)

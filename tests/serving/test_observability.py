@@ -171,11 +171,12 @@ def test_a_replica_behind_a_handle_joins_the_requests_trace(
         by_id = {s["context"]["span_id"]: s for s in spans}
         remote = [s for s in spans if s["name"] == "Search.search" and s["attributes"]["n"] == 9 * OVERFETCH]
         calls = [by_id.get(s["parent_id"]) for s in remote]
-        if any(call and call["name"] == "search.search" for call in calls):
+        # The request's span ends, and is written, after the answer has gone: wait for it too.
+        if any(call and call["name"] == "search.search" and call["parent_id"] in by_id for call in calls):
             break
         assert time.monotonic() < deadline, f"no Search.search span under the Api's call in {spans}"
         time.sleep(0.5)
-    call = next(c for c in calls if c and c["name"] == "search.search")
+    call = next(c for c in calls if c and c["name"] == "search.search" and c["parent_id"] in by_id)
     request = by_id[call["parent_id"]]
     assert request["name"] == "GET /search"
     assert {s["context"]["trace_id"] for s in (request, call, remote[calls.index(call)])} == {

@@ -179,6 +179,8 @@ def test_media_lists_the_catalog_by_title_a_page_at_a_time(client: httpx.Client,
     assert listed[first]["poster_url"] == f"/images/{first}/poster.jpg"
     page = client.get("/media", headers=headers, params={"limit": 2, "offset": 1}).json()
     assert [item["media_id"] for item in page["items"]] == list(listed)[1:3]
+    beyond = client.get("/media", headers=headers, params={"offset": 10**22})  # past sys.maxsize
+    assert beyond.status_code == 200 and beyond.json()["items"] == []
     assert client.get("/media").status_code == 401
     assert client.get("/media", headers=headers, params={"limit": 0}).status_code == 422
 
