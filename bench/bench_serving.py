@@ -414,7 +414,6 @@ def main() -> None:
         with plain_uvicorn(lake.settings) as port:
             baseline_answers = sample_answers(lake, port)
             baseline = measure("baseline", lake, port, load)
-        # Serve's Python proxy first: the HAProxy run's flags stay in this process' environment.
         with ray_serve(lake.settings, "proxy") as port:
             proxy = measure("ours via Serve's proxy", lake, port, load, concurrency=(8,))
         with ray_serve(lake.settings, "haproxy") as port:

@@ -1,4 +1,5 @@
-"""Each request's latency per route template into /metrics, and its span, as plain ASGI middleware.
+"""Each request's latency (to the response's start) per route template into /metrics, and its span,
+as plain ASGI middleware.
 
 Plain ASGI rather than Starlette's BaseHTTPMiddleware (`@app.middleware("http")`), which runs every
 request through an extra task and a pair of memory streams: at the API's millisecond latencies that
@@ -27,11 +28,12 @@ class Observe:
             return
         started = time.perf_counter()
         status = 500  # unless a response starts: an exception escaped the app
+        answered: float | None = None
 
         async def sent(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], time.perf_counter()
             await send(message)
 
         method = scope["method"]
@@ -40,5 +42,7 @@ class Observe:
                 await self.app(scope, receive, sent)
             finally:
                 route = getattr(scope.get("route"), "path", "unmatched")  # the router sets it in scope
-                metrics.METRICS.observe(route, method, status, time.perf_counter() - started)
+                # Time to the response's start: an HLS segment's transfer to a slow client is the
+                # network's time, not the API's.
+                metrics.METRICS.observe(route, method, status, (answered or time.perf_counter()) - started)
                 tracing.end_request(span, method, route, status)

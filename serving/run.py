@@ -45,18 +45,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# What Ray binds by itself once started (GCS, dashboard and its agent, client server, the fallback
+# proxy, direct-ingress replicas): a port picked before Ray starts must not be one of them.
+RAY_OWN_PORTS = frozenset({6379, 8265, 8500, 9500, 10001, 52365, *range(30000, 31001)})
+
+
+def _port_for_haproxy() -> int:
+    while (port := free_port()) in RAY_OWN_PORTS:
+        pass
+    return port
+
+
 def ingress_environment(settings: Settings) -> dict[str, str]:
     """The Ray Serve environment for settings.serve_ingress.
 
-    HAProxy's files go to a fresh private temp dir: its admin socket is world-writable (mode 666)
-    in a directory Ray names per node, and socket paths must stay under 97 characters, which a data
-    dir cannot promise. Its stats and metrics listeners (Ray's defaults: fixed ports on every
-    interface) move to free ports, so two APIs on one machine, a test run beside `make serve`,
-    don't collide.
+    HAProxy's files go to a fresh private dir in /tmp: its admin socket is world-writable (mode
+    666) in a directory Ray names per node, and socket paths must stay under 97 characters, which
+    neither a data dir nor every TMPDIR (macOS') can promise. Its stats and metrics listeners move
+    from Ray's fixed ports to free ones, so two APIs on one machine, a test run beside `make
+    serve`, don't collide; Ray's template still binds them on every interface (read-only pages).
     """
     if settings.serve_ingress == "proxy":
         return {}
-    files = Path(tempfile.mkdtemp(prefix="sl-haproxy-"))
+    files = Path(tempfile.mkdtemp(prefix="sl-haproxy-", dir="/tmp"))  # not TMPDIR: see above
     atexit.register(shutil.rmtree, files, ignore_errors=True)  # with the process that made it
     return {
         **HAPROXY_INGRESS,
@@ -64,8 +75,8 @@ def ingress_environment(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(files / "admin.sock"),
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(files),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(files / "server-state"),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_port_for_haproxy()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_port_for_haproxy()),
         # A stopping Api replica drains for at least this long (Ray's default, 30 s, leaves external
         # load balancers time to notice); HAProxy here hears it from the controller at once.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
@@ -74,13 +85,22 @@ def ingress_environment(settings: Settings) -> dict[str, str]:
 
 def init_ray(settings: Settings, **options: Any) -> None:
     """ray.init for the API: join RAY_ADDRESS, or start a local Ray whose processes inherit the
-    ingress environment (variables already set win). `options` go to ray.init."""
+    ingress environment (variables already set win). `options` go to ray.init.
+
+    The variables are in this process' environment only while Ray starts: its processes keep
+    them, and a later init_ray in the same process (another ingress) starts from a clean slate.
+    """
     if settings.ray_address:
         ray.init(address=settings.ray_address, runtime_env=ray_runtime_env(), **options)
         return
-    for name, value in ingress_environment(settings).items():
-        os.environ.setdefault(name, value)
-    ray.init(**{"address": "local", "include_dashboard": False, "runtime_env": ray_runtime_env(), **options})
+    added = {name: value for name, value in ingress_environment(settings).items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        defaults = {"address": "local", "include_dashboard": False, "runtime_env": ray_runtime_env()}
+        ray.init(**{**defaults, **options})
+    finally:
+        for name in added:
+            del os.environ[name]
 
 
 def http_options(settings: Settings) -> dict[str, Any]:

@@ -16,7 +16,8 @@ Decisions a producer may care about:
   but a rejected row's raw JSON keeps them.
 - Ids are opaque strings: numbers are "not a string", blank strings are "empty". Ids and the other
   text fields (device, tier, error_code) hold at most MAX_TEXT_CHARS (256) characters: a longer
-  one is rejected, "over 256 characters", so nobody stores a megabyte per event in the lake.
+  one is rejected, "over 256 characters", so no megabyte id reaches view_events or becomes a key.
+  events_rejected keeps the raw row whole, as sent (the API's 2 MiB body limit bounds a request).
 - event_type is case-sensitive, one of EVENT_TYPES. position_s must be a JSON number (not a
   numeric string), finite, 0 <= position_s <= 7 days.
 - ts is an ISO-8601 string with an offset (or "Z") or a tz-aware datetime; naive times are

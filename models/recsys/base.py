@@ -65,8 +65,9 @@ class Recommender(ABC):
 
     @property
     def known_users(self) -> frozenset[str]:
-        """Users seen in training; anyone else is a cold start."""
-        return frozenset(self._users["user_id"].to_list())
+        """Users seen in training; anyone else is a cold start. (Builds the id lookup `recommend`
+        uses, so whoever loads a model, such as the API off its event loop, pays for it once.)"""
+        return frozenset(self._user_rows)
 
     @abstractmethod
     def _score(self, seen: sparse.csr_matrix) -> np.ndarray:

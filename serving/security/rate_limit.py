@@ -143,15 +143,22 @@ return {allowed, string.format('%.17g', tokens)}
 
 
 def redis_client(connection: str) -> Any:
-    """A redis-py client for Feast's connection-string form: `host:port[,password=…][,db=N][,ssl=true]`."""
+    """A redis-py client for Feast's connection-string form: `host:port[,password=…][,db=N][,ssl=true]`.
+
+    No retries and half-second timeouts: the limiter runs on the replica's event loop, where
+    redis-py's default backoff (sleeps of up to 8 s) would stall every request.
+    """
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     address, *options = connection.split(",")
     host, _, port = address.rpartition(":")
-    settings = dict(option.split("=", 1) for option in options)
+    settings = dict(option.partition("=")[::2] for option in options)
     unknown = set(settings) - {"password", "db", "ssl", "username"}
-    if not host or not port.isdigit() or unknown:
-        raise ValueError(f"not a Redis connection string (host:port[,password=…]): {connection!r}")
+    if not host or not port.isdigit() or unknown or not all(settings.values()):
+        shown = address + "".join(f",{name}=…" for name in settings)  # never the password itself
+        raise ValueError(f"not a Redis connection string (host:port[,password=…]): {shown!r}")
     return redis.Redis(
         host=host,
         port=int(port),
@@ -161,24 +168,47 @@ def redis_client(connection: str) -> Any:
         ssl=settings.get("ssl", "false").lower() == "true",
         socket_timeout=0.5,
         socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
 class RedisRateLimiter:
     """RateLimiter's buckets in Redis, shared by every Api replica (floats, not exact fractions).
 
-    If Redis cannot be reached the request is let through (logged once per outage): an unreachable
-    limiter must not take the API down with it.
+    If Redis cannot be reached, requests are let through (logged once per outage) and Redis is not
+    asked again for OUTAGE_PAUSE_S: an unreachable limiter must not take the API down with it, nor
+    make each request wait out a timeout. Anything else Redis answers with (a wrong password, a
+    read-only replica) is a configuration error: it fails the replica's start, or the request.
     """
 
+    OUTAGE_PAUSE_S = 5.0
+
     def __init__(
-        self, client: Any, rates: Mapping[str, Rate] = DEFAULT_RATES, prefix: str = "streamlake:rate:"
+        self,
+        client: Any,
+        rates: Mapping[str, Rate] = DEFAULT_RATES,
+        prefix: str = "streamlake:rate:",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        import redis
+
         self._rates = dict(rates)
         self._prefix = prefix
         self._client = client
+        self._clock = clock
         self._take = client.register_script(_TAKE_TOKEN)
-        self._outage = False
+        self._paused_until: float | None = None  # set while Redis is unreachable
+        try:
+            client.ping()
+        except redis.AuthenticationError:
+            raise  # a ConnectionError to redis-py, but a wrong password is not an outage
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            self._pause(err)
+
+    def _pause(self, err: Exception) -> None:
+        if self._paused_until is None:
+            log.warning("rate limits: Redis unreachable (%s); letting requests through", err)
+        self._paused_until = self._clock() + self.OUTAGE_PAUSE_S
 
     def check(self, key: str, tier: str) -> Decision:
         """As RateLimiter.check; raises KeyError for an unknown tier."""
@@ -186,14 +216,19 @@ class RedisRateLimiter:
 
         rate = self._rates[tier]
         per_second = rate.limit / rate.window_s
+        let_through = Decision(allowed=True, retry_after_s=0.0, remaining=rate.limit)
+        if self._paused_until is not None and self._clock() < self._paused_until:
+            return let_through
         try:
             allowed, left = self._take(keys=[self._prefix + key], args=[rate.limit, repr(per_second)])
-        except redis.RedisError as err:
-            if not self._outage:
-                log.warning("rate limits: Redis unreachable (%s); letting requests through", err)
-            self._outage = True
-            return Decision(allowed=True, retry_after_s=0.0, remaining=rate.limit)
-        self._outage = False
+        except redis.AuthenticationError:
+            raise
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            self._pause(err)
+            return let_through
+        if self._paused_until is not None:
+            log.info("rate limits: Redis reachable again")
+            self._paused_until = None
         tokens = float(left)
         retry_after = 0.0 if allowed else (1 - tokens) / per_second
         return Decision(allowed=bool(allowed), retry_after_s=retry_after, remaining=math.floor(tokens))

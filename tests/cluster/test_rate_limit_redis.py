@@ -4,8 +4,10 @@ redis-server: two limiters stand for two replicas."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
+import redis
 
 from serving.run import free_port
 from serving.security.rate_limit import (
@@ -43,15 +45,31 @@ def test_a_bucket_expires_once_it_would_be_full_and_tiers_are_checked(redis_url:
 
 
 def test_an_unreachable_redis_lets_requests_through_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    limiter = rate_limiter(f"127.0.0.1:{free_port()}")
+    now = [0.0]
     with caplog.at_level(logging.WARNING, logger="serving.security.rate_limit"):
+        limiter = RedisRateLimiter(redis_client(f"127.0.0.1:{free_port()}"), clock=lambda: now[0])
+        started = time.monotonic()
         decisions = [limiter.check("nobody", "free") for _ in range(12)]
+        paused_s = time.monotonic() - started
+        now[0] = RedisRateLimiter.OUTAGE_PAUSE_S + 1  # past the pause: Redis is asked, and fails again
+        decisions.append(limiter.check("nobody", "free"))
     assert all(d.allowed for d in decisions)
-    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1  # once per outage
-    assert "Redis unreachable" in caplog.records[0].message
+    assert paused_s < 0.05, "during the pause, requests do not wait on Redis"
+    assert len(caplog.records) == 1 and "Redis unreachable" in caplog.records[0].message  # once per outage
 
 
-@pytest.mark.parametrize("bad", ["localhost", "host:port", ":6379", "h:6379,colour=red"])
+def test_a_wrong_password_is_a_configuration_error_not_an_outage(redis_url: str) -> None:
+    with pytest.raises(redis.AuthenticationError):
+        rate_limiter(f"{redis_url},password=wrong")
+
+
+@pytest.mark.parametrize("bad", ["localhost", "host:port", ":6379", "h:6379,colour=red", "h:6379,ssl"])
 def test_a_malformed_connection_string_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="not a Redis connection string"):
         redis_client(bad)
+
+
+def test_the_error_never_shows_the_password() -> None:
+    with pytest.raises(ValueError) as refused:
+        redis_client("h:6379,password=s3cret,colour=red")
+    assert "s3cret" not in str(refused.value) and "password=…" in str(refused.value)

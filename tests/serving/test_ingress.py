@@ -11,7 +11,7 @@ import httpx
 import psutil
 
 from models.settings import Settings
-from serving.run import HAPROXY_INGRESS, ingress_environment
+from serving.run import HAPROXY_INGRESS, RAY_OWN_PORTS, ingress_environment
 
 
 def test_haproxy_listens_on_the_api_port_and_answers(api_url: str, client: httpx.Client) -> None:
@@ -31,6 +31,6 @@ def test_haproxy_files_go_to_a_private_dir_and_its_listeners_to_free_ports(
     assert stat.S_IMODE(os.stat(files).st_mode) == 0o700  # the admin socket inside is mode 666
     assert len(env["RAY_SERVE_HAPROXY_SOCKET_PATH"]) + 57 < 97  # Ray adds a 56-character folder
     ports = {env["RAY_SERVE_HAPROXY_STATS_PORT"], env["RAY_SERVE_HAPROXY_METRICS_PORT"]}
-    assert len(ports) == 2 and not ports & {"8404", "9101"}
+    assert len(ports) == 2 and not {int(port) for port in ports} & (RAY_OWN_PORTS | {8404, 9101})
     files.rmdir()
     assert ingress_environment(serving_settings.model_copy(update={"serve_ingress": "proxy"})) == {}
