@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,21 +16,16 @@ import pytest
 from models.lake.tables import read_table
 from models.recsys.registry import champion_version
 from models.settings import REPO_ROOT, Settings
+from serving.run import free_port
 from serving.security import tokens
 
 STARTUP_TIMEOUT_S = 120.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def api(pipeline_lake: Settings) -> Iterator[httpx.Client]:
     """`python -m serving.run` (what `make serve` runs) in its own process on a free port."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "STREAMLAKE_DATA_DIR": str(pipeline_lake.data_dir),
